@@ -1,0 +1,69 @@
+//! The manager's error type.
+//!
+//! Messages are safe to send to a client: they name no secret value and no token, and for
+//! authorisation failures they do not reveal whether a path exists.
+
+use keyward_store::StoreError;
+
+/// Why a manager operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ManagerError {
+    /// Missing, unknown or expired token, or a path outside the token's policies.
+    #[error("permission denied")]
+    PermissionDenied,
+    /// The caller's address failed authentication too often and is locked out for a while.
+    #[error("too many failed authentication attempts: try again later")]
+    LockedOut,
+    /// The secret, version, token or policy does not exist.
+    #[error("not found")]
+    NotFound,
+    /// A check-and-set version did not match.
+    #[error("check-and-set parameter did not match the current version")]
+    CasMismatch,
+    /// The secret requires check-and-set and the request had none.
+    #[error("check-and-set parameter required for this call")]
+    CasRequired,
+    /// The request is malformed or out of range.
+    #[error("{0}")]
+    Invalid(String),
+    /// The storage backend failed; nothing was changed.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// The audit log could not be written, so the request was refused.
+    #[error("audit log unavailable: request refused")]
+    AuditFailed,
+    /// A bug or corrupt data. The detail is for the server log only.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ManagerError {
+    /// A short, stable name for audit entries and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ManagerError::PermissionDenied => "permission_denied",
+            ManagerError::LockedOut => "locked_out",
+            ManagerError::NotFound => "not_found",
+            ManagerError::CasMismatch => "cas_mismatch",
+            ManagerError::CasRequired => "cas_required",
+            ManagerError::Invalid(_) => "invalid_request",
+            ManagerError::Unavailable(_) => "unavailable",
+            ManagerError::AuditFailed => "audit_failed",
+            ManagerError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<StoreError> for ManagerError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound => ManagerError::NotFound,
+            StoreError::CasMismatch => ManagerError::CasMismatch,
+            StoreError::CasRequired => ManagerError::CasRequired,
+            StoreError::Invalid(message) => ManagerError::Invalid(message),
+            StoreError::Backend(message) => ManagerError::Unavailable(message),
+            other => ManagerError::Internal(other.to_string()),
+        }
+    }
+}

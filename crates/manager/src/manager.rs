@@ -1,0 +1,392 @@
+//! The `SecretsManager` value, its configuration, authentication and the audit helpers that
+//! every operation goes through.
+//!
+//! Each operation follows the same steps: check the caller's policies, write a `request` audit
+//! entry before any change, call the store, then write a `response` audit entry and publish an
+//! event. If an audit write fails, the operation fails too (fail closed): a change whose
+//! request entry could not be written is never attempted, and data whose response entry could
+//! not be written is never returned.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use keyward_audit::AuditLog;
+use keyward_store::{SecretStore, StoreError, TokenRecord};
+use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+use zeroize::Zeroizing;
+
+use crate::events::{EventBus, SecurityEvent};
+use crate::lockout::{Lockout, LockoutConfig};
+use crate::policy::{Capability, Policy, PolicySet};
+use crate::token::{self, MAX_TOKEN_LEN, TOKEN_PREFIX};
+use crate::ManagerError;
+
+/// Name of the policy attached to every token unless asked otherwise.
+pub const DEFAULT_POLICY: &str = "default";
+
+/// The built-in `default` policy: a token may look itself up, renew and revoke itself.
+pub const DEFAULT_POLICY_TEXT: &str = r#"# Allow tokens to look up, renew and revoke themselves.
+path "auth/token/lookup-self" {
+  capabilities = ["read"]
+}
+
+path "auth/token/renew-self" {
+  capabilities = ["update"]
+}
+
+path "auth/token/revoke-self" {
+  capabilities = ["update"]
+}
+"#;
+
+/// Manager settings.
+#[derive(Clone, Debug)]
+pub struct ManagerConfig {
+    /// Versions kept per secret when its metadata sets no `max_versions`.
+    pub default_max_versions: u32,
+    /// TTL of a new token when the request names none.
+    pub default_token_ttl: Duration,
+    /// Longest TTL a token may have, renewals included.
+    pub max_token_ttl: Duration,
+    /// Authentication failure lockout.
+    pub lockout: LockoutConfig,
+}
+
+impl Default for ManagerConfig {
+    fn default() -> Self {
+        Self {
+            default_max_versions: 10,
+            // Vault's default and maximum token TTL: 768 hours (32 days).
+            default_token_ttl: Duration::from_secs(768 * 3600),
+            max_token_ttl: Duration::from_secs(768 * 3600),
+            lockout: LockoutConfig::default(),
+        }
+    }
+}
+
+/// Who is asking, and from where: the transport facts of one request.
+#[derive(Clone, Debug)]
+pub struct RequestContext {
+    /// A unique id for the request, echoed to the client and written to the audit log.
+    pub request_id: String,
+    /// The peer address of the connection.
+    pub remote_addr: IpAddr,
+}
+
+/// An authenticated caller.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The caller's token record (never the token itself).
+    pub token: TokenRecord,
+    pub(crate) policies: Arc<PolicySet>,
+}
+
+impl Caller {
+    /// The caller's accessor.
+    pub fn accessor(&self) -> &str {
+        &self.token.accessor
+    }
+}
+
+/// Health as reported by `sys/health`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Health {
+    /// Whether the data dir has been initialised.
+    pub initialized: bool,
+    /// Whether the keyring is closed.
+    pub sealed: bool,
+    /// The server version.
+    pub version: String,
+    /// Whether some backend is failing and answers may be degraded.
+    pub degraded: bool,
+}
+
+/// The single entry point for reading and writing secrets, tokens and policies.
+pub struct SecretsManager {
+    pub(crate) store: Arc<dyn SecretStore>,
+    pub(crate) audit: AuditLog,
+    pub(crate) events: EventBus,
+    pub(crate) config: ManagerConfig,
+    pub(crate) policies: RwLock<HashMap<String, Arc<Policy>>>,
+    token_hash_key: Zeroizing<[u8; 32]>,
+    lockout: Lockout,
+}
+
+impl std::fmt::Debug for SecretsManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretsManager")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One operation in flight, for its audit entries.
+pub(crate) struct Operation<'a> {
+    pub(crate) ctx: &'a RequestContext,
+    pub(crate) accessor: &'a str,
+    pub(crate) name: &'static str,
+    pub(crate) path: String,
+}
+
+impl SecretsManager {
+    /// Creates a manager over `store`, writing to `audit`, and loads the stored policies.
+    ///
+    /// `token_hash_key` keys the HMAC under which tokens are stored; it must stay the same for
+    /// the life of the data dir, so derive it from the keyring.
+    pub async fn new(
+        store: Arc<dyn SecretStore>,
+        audit: AuditLog,
+        token_hash_key: [u8; 32],
+        config: ManagerConfig,
+    ) -> Result<Self, ManagerError> {
+        let lockout = Lockout::new(config.lockout.clone());
+        let manager = Self {
+            store,
+            audit,
+            events: EventBus::default(),
+            config,
+            policies: RwLock::new(HashMap::new()),
+            token_hash_key: Zeroizing::new(token_hash_key),
+            lockout,
+        };
+
+        match manager.store.get_policy(DEFAULT_POLICY).await {
+            Ok(_) => {}
+            Err(StoreError::NotFound) => {
+                manager
+                    .store
+                    .put_policy(&keyward_store::PolicyRecord {
+                        name: DEFAULT_POLICY.to_owned(),
+                        text: DEFAULT_POLICY_TEXT.to_owned(),
+                    })
+                    .await?;
+            }
+            Err(other) => return Err(other.into()),
+        }
+        manager.reload_policies().await?;
+        Ok(manager)
+    }
+
+    /// Re-reads every policy from the store.
+    pub async fn reload_policies(&self) -> Result<(), ManagerError> {
+        let mut compiled = HashMap::new();
+        for record in self.store.all_policies().await? {
+            match Policy::parse(&record.text) {
+                Ok(policy) => {
+                    compiled.insert(record.name, Arc::new(policy));
+                }
+                Err(error) => {
+                    tracing::error!(policy = %record.name, %error, "stored policy does not parse; it grants nothing");
+                }
+            }
+        }
+        *self.policies.write().unwrap_or_else(|e| e.into_inner()) = compiled;
+        Ok(())
+    }
+
+    /// Returns a receiver of security events.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<SecurityEvent> {
+        self.events.subscribe()
+    }
+
+    /// The event bus, for components that publish their own events.
+    pub fn events(&self) -> &EventBus {
+        &self.events
+    }
+
+    /// Reports health for `sys/health`.
+    pub fn health(&self) -> Health {
+        Health {
+            initialized: true,
+            sealed: false,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            degraded: false,
+        }
+    }
+
+    /// Authenticates a request's token.
+    ///
+    /// Returns `LockedOut` for an address with too many recent failures (checked before the
+    /// token is looked at), and `PermissionDenied` for a missing, unknown or expired token.
+    /// Each failure gets an audit entry and an event.
+    pub async fn authenticate(
+        &self,
+        token: Option<&str>,
+        ctx: &RequestContext,
+    ) -> Result<Caller, ManagerError> {
+        let now = Instant::now();
+        if self.lockout.is_locked(ctx.remote_addr, now) {
+            self.audit_auth_failure(ctx, "locked_out", token).await?;
+            return Err(ManagerError::LockedOut);
+        }
+
+        let Some(token) = token.filter(|t| !t.is_empty()) else {
+            self.audit_auth_failure(ctx, "missing_token", None).await?;
+            return Err(ManagerError::PermissionDenied);
+        };
+
+        let record = if token.len() > MAX_TOKEN_LEN || !token.starts_with(TOKEN_PREFIX) {
+            None
+        } else {
+            let hash = token::hash(&self.token_hash_key, token);
+            match self.store.token_by_hash(&hash).await {
+                Ok(record) => Some(record),
+                Err(StoreError::NotFound) => None,
+                Err(other) => return Err(other.into()),
+            }
+        };
+
+        let reason = match &record {
+            None => Some("unknown_token"),
+            Some(r) if r.expire_time.is_some_and(|t| t <= OffsetDateTime::now_utc()) => {
+                Some("expired_token")
+            }
+            Some(_) => None,
+        };
+        if let Some(reason) = reason {
+            self.audit_auth_failure(ctx, reason, Some(token)).await?;
+            if self.lockout.record_failure(ctx.remote_addr, now) {
+                tracing::warn!(remote_addr = %ctx.remote_addr, "address locked out after repeated authentication failures");
+                self.events.publish(SecurityEvent::LockedOut {
+                    remote_addr: ctx.remote_addr,
+                });
+            }
+            return Err(ManagerError::PermissionDenied);
+        }
+
+        let record = record.ok_or(ManagerError::PermissionDenied)?;
+        let policies = self.policy_set(&record.policies);
+        Ok(Caller {
+            token: record,
+            policies: Arc::new(policies),
+        })
+    }
+
+    pub(crate) fn policy_set(&self, names: &[String]) -> PolicySet {
+        let policies = self.policies.read().unwrap_or_else(|e| e.into_inner());
+        PolicySet::merge(names, |name| policies.get(name).map(|p| p.as_ref()))
+    }
+
+    pub(crate) fn hash_token(&self, token: &str) -> String {
+        token::hash(&self.token_hash_key, token)
+    }
+
+    /// Checks that the caller holds one of `wanted` on `api_path`; a refusal is published as
+    /// an event (its audit entry is the operation's response entry).
+    pub(crate) fn require(
+        &self,
+        caller: &Caller,
+        api_path: &str,
+        wanted: &[Capability],
+    ) -> Result<(), ManagerError> {
+        if caller.policies.allows_any(api_path, wanted) {
+            return Ok(());
+        }
+        self.events.publish(SecurityEvent::PermissionDenied {
+            accessor: caller.token.accessor.clone(),
+            path: api_path.to_owned(),
+        });
+        Err(ManagerError::PermissionDenied)
+    }
+
+    /// Records a request turned away before it reached an operation.
+    pub async fn record_rejected(
+        &self,
+        ctx: &RequestContext,
+        method: &str,
+        raw_path: &str,
+        reason: &str,
+        status: u16,
+    ) -> Result<(), ManagerError> {
+        // The raw path is attacker-controlled: bound its size in the log.
+        let path: String = raw_path.chars().take(256).collect();
+        let mut entry = base_entry("rejected", ctx);
+        entry.insert("method".into(), json!(method.chars().take(16).collect::<String>()));
+        entry.insert("path".into(), json!(path));
+        entry.insert("reason".into(), json!(reason));
+        entry.insert("status".into(), json!(status));
+        self.append_audit(entry).await?;
+
+        self.events.publish(SecurityEvent::RequestRejected {
+            remote_addr: ctx.remote_addr,
+            reason: reason.to_owned(),
+        });
+        Ok(())
+    }
+
+    async fn audit_auth_failure(
+        &self,
+        ctx: &RequestContext,
+        reason: &'static str,
+        token: Option<&str>,
+    ) -> Result<(), ManagerError> {
+        let mut entry = base_entry("auth_failure", ctx);
+        entry.insert("reason".into(), json!(reason));
+        if let Some(token) = token {
+            // Lets an operator match repeated attempts with the same token without storing it.
+            entry.insert("token_hmac".into(), json!(self.audit.hmac(token)));
+        }
+        self.append_audit(entry).await?;
+
+        self.events.publish(SecurityEvent::AuthFailure {
+            remote_addr: ctx.remote_addr,
+            reason,
+        });
+        Ok(())
+    }
+
+    /// Writes the `request` entry of a mutating operation, before the change.
+    pub(crate) async fn audit_request(&self, op: &Operation<'_>) -> Result<(), ManagerError> {
+        let mut entry = base_entry("request", op.ctx);
+        entry.insert("accessor".into(), json!(op.accessor));
+        entry.insert("operation".into(), json!(op.name));
+        entry.insert("path".into(), json!(op.path));
+        self.append_audit(entry).await
+    }
+
+    /// Writes the `response` entry of an operation, with its outcome and any extra fields.
+    pub(crate) async fn audit_response<T>(
+        &self,
+        op: &Operation<'_>,
+        result: &Result<T, ManagerError>,
+        extra: Map<String, Value>,
+    ) -> Result<(), ManagerError> {
+        let mut entry = base_entry("response", op.ctx);
+        entry.insert("accessor".into(), json!(op.accessor));
+        entry.insert("operation".into(), json!(op.name));
+        entry.insert("path".into(), json!(op.path));
+        match result {
+            Ok(_) => {
+                entry.insert("outcome".into(), json!("ok"));
+            }
+            Err(error) => {
+                entry.insert("outcome".into(), json!("error"));
+                entry.insert("error".into(), json!(error.kind()));
+            }
+        }
+        entry.extend(extra);
+        self.append_audit(entry).await
+    }
+
+    async fn append_audit(&self, entry: Map<String, Value>) -> Result<(), ManagerError> {
+        match self.audit.append(entry).await {
+            Ok(_) => Ok(()),
+            Err(error) => {
+                tracing::error!(%error, "audit log write failed; refusing the request");
+                self.events.publish(SecurityEvent::AuditFailure);
+                Err(ManagerError::AuditFailed)
+            }
+        }
+    }
+}
+
+fn base_entry(kind: &str, ctx: &RequestContext) -> Map<String, Value> {
+    let mut entry = Map::new();
+    entry.insert("type".into(), json!(kind));
+    entry.insert("request_id".into(), json!(ctx.request_id));
+    entry.insert("remote_addr".into(), json!(ctx.remote_addr.to_string()));
+    entry
+}

@@ -1,0 +1,314 @@
+//! The embedded SQLite backend: one database file in WAL mode.
+//!
+//! Writes go through a pool of one connection, so they are serialised, and each runs in a
+//! `BEGIN IMMEDIATE` transaction with `synchronous = FULL`: a write that returned `Ok` survives
+//! a crash or power loss, and one that returned `Err` changed nothing. Reads use a separate pool
+//! of `query_only` connections, which WAL lets run alongside the writer. sqlx runs each
+//! connection on its own thread, so no call blocks the async runtime.
+//!
+//! Secret data is stored only as ciphertext from the [`Keyring`], bound to its path and version
+//! by [`secret_aad`](crate::secret_aad). The database also contains hashed tokens and policies in
+//! plain text. This backend does not coordinate several processes beyond SQLite's own locking
+//! (a busy timeout), and it does not rewrap records after a key rotation.
+//!
+//! Where the trait leaves it open, it follows Vault: deleting a missing secret's metadata or a
+//! missing policy succeeds, while revoking an unknown token accessor is
+//! [`StoreError::NotFound`]. A duplicate token is [`StoreError::Invalid`].
+
+mod convert;
+mod metadata;
+mod schema;
+mod tokens;
+mod versions;
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use keyward_crypto::Keyring;
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use time::OffsetDateTime;
+
+use crate::model::{
+    MetadataUpdate, NewVersion, PolicyRecord, SecretMeta, TokenRecord, VersionMeta,
+};
+use crate::path::{FolderPath, SecretPath};
+use crate::store::{SecretStore, StoreError, VersionRead};
+use versions::VersionChange;
+
+/// How long a connection waits for a lock another process holds before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections in the read pool.
+const READ_CONNECTIONS: u32 = 4;
+
+/// A [`SecretStore`] in one SQLite file.
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    keyring: Arc<Keyring>,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens the database at `path`, creating the file (mode 0600) and its schema if missing,
+    /// and migrating an older schema.
+    ///
+    /// The parent directory must exist. Fails with [`StoreError::Backend`] if the file cannot
+    /// be created or opened, or was written by a newer version of Keyward.
+    pub async fn open(path: &Path, keyring: Arc<Keyring>) -> Result<SqliteStore, StoreError> {
+        create_private_file(path).await?;
+
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(false)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT)
+            // Overwrite deleted content (destroyed ciphertexts, revoked tokens) with zeros
+            // instead of leaving it in free pages.
+            .pragma("secure_delete", "ON");
+
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .connect_with(options.clone())
+            .await
+            .map_err(|err| open_error(path, err))?;
+
+        let found = match schema::migrate(&writer).await {
+            Ok(found) => found,
+            Err(err) => {
+                writer.close().await;
+                return Err(err);
+            }
+        };
+        if found != schema::SCHEMA_VERSION {
+            tracing::info!(
+                path = %path.display(),
+                from = found,
+                to = schema::SCHEMA_VERSION,
+                "migrated sqlite store schema"
+            );
+        }
+
+        let reader = match SqlitePoolOptions::new()
+            .max_connections(READ_CONNECTIONS)
+            .connect_with(options.pragma("query_only", "ON"))
+            .await
+        {
+            Ok(reader) => reader,
+            Err(err) => {
+                writer.close().await;
+                return Err(open_error(path, err));
+            }
+        };
+
+        tracing::info!(path = %path.display(), "opened sqlite store");
+        Ok(SqliteStore {
+            writer,
+            reader,
+            keyring,
+        })
+    }
+
+    /// Closes both connection pools, waiting for calls in progress. The last connection to
+    /// close checkpoints the write-ahead log into the database file.
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
+
+fn open_error(path: &Path, err: sqlx::Error) -> StoreError {
+    StoreError::Backend(format!("cannot open database {}: {err}", path.display()))
+}
+
+/// Creates the database file readable and writable by its owner only. SQLite gives the `-wal`
+/// and `-shm` files the same mode. An existing file is left as it is, with a warning if other
+/// users may read it.
+async fn create_private_file(path: &Path) -> Result<(), StoreError> {
+    let mut options = tokio::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+
+    match options.open(path).await {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+            warn_if_shared(path).await;
+            Ok(())
+        }
+        Err(err) => Err(StoreError::Backend(format!(
+            "cannot create database file {}: {err}; check that its directory exists and is \
+             writable",
+            path.display()
+        ))),
+    }
+}
+
+#[cfg(unix)]
+async fn warn_if_shared(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+
+    if let Ok(meta) = tokio::fs::metadata(path).await {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format_args!("{mode:o}"),
+                "database file is accessible to other users; run chmod 600 on it"
+            );
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn warn_if_shared(_path: &Path) {}
+
+#[async_trait]
+impl SecretStore for SqliteStore {
+    async fn put(
+        &self,
+        path: &SecretPath,
+        version: NewVersion,
+        default_max_versions: u32,
+    ) -> Result<VersionMeta, StoreError> {
+        versions::put(self, path, version, default_max_versions).await
+    }
+
+    async fn get(
+        &self,
+        path: &SecretPath,
+        version: Option<u64>,
+    ) -> Result<VersionRead, StoreError> {
+        versions::get(self, path, version).await
+    }
+
+    async fn delete_versions(&self, path: &SecretPath, versions: &[u64]) -> Result<(), StoreError> {
+        versions::change_versions(self, path, versions, VersionChange::Delete).await
+    }
+
+    async fn undelete_versions(
+        &self,
+        path: &SecretPath,
+        versions: &[u64],
+    ) -> Result<(), StoreError> {
+        versions::change_versions(self, path, versions, VersionChange::Undelete).await
+    }
+
+    async fn destroy_versions(
+        &self,
+        path: &SecretPath,
+        versions: &[u64],
+    ) -> Result<(), StoreError> {
+        versions::change_versions(self, path, versions, VersionChange::Destroy).await
+    }
+
+    async fn read_metadata(&self, path: &SecretPath) -> Result<SecretMeta, StoreError> {
+        metadata::read_metadata(self, path).await
+    }
+
+    async fn write_metadata(
+        &self,
+        path: &SecretPath,
+        update: MetadataUpdate,
+    ) -> Result<(), StoreError> {
+        metadata::write_metadata(self, path, update).await
+    }
+
+    async fn delete_metadata(&self, path: &SecretPath) -> Result<(), StoreError> {
+        metadata::delete_metadata(self, path).await
+    }
+
+    async fn list(&self, folder: &FolderPath) -> Result<Vec<String>, StoreError> {
+        metadata::list(self, folder).await
+    }
+
+    async fn create_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        tokens::create_token(self, token).await
+    }
+
+    async fn token_by_hash(&self, token_hash: &str) -> Result<TokenRecord, StoreError> {
+        tokens::token_by_hash(self, token_hash).await
+    }
+
+    async fn token_by_accessor(&self, accessor: &str) -> Result<TokenRecord, StoreError> {
+        tokens::token_by_accessor(self, accessor).await
+    }
+
+    async fn set_token_expiry(
+        &self,
+        accessor: &str,
+        expire_time: Option<OffsetDateTime>,
+    ) -> Result<(), StoreError> {
+        tokens::set_token_expiry(self, accessor, expire_time).await
+    }
+
+    async fn revoke_token(&self, accessor: &str) -> Result<(), StoreError> {
+        tokens::revoke_token(self, accessor).await
+    }
+
+    async fn put_policy(&self, policy: &PolicyRecord) -> Result<(), StoreError> {
+        tokens::put_policy(self, policy).await
+    }
+
+    async fn get_policy(&self, name: &str) -> Result<PolicyRecord, StoreError> {
+        tokens::get_policy(self, name).await
+    }
+
+    async fn all_policies(&self) -> Result<Vec<PolicyRecord>, StoreError> {
+        tokens::all_policies(self).await
+    }
+
+    async fn delete_policy(&self, name: &str) -> Result<(), StoreError> {
+        tokens::delete_policy(self, name).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn pragma(pool: &SqlitePool, name: &'static str) -> String {
+        use sqlx::Row;
+
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA {name}")))
+            .fetch_one(pool)
+            .await
+            .expect("pragma reads");
+        row.try_get::<String, _>(0)
+            .or_else(|_| row.try_get::<i64, _>(0).map(|value| value.to_string()))
+            .expect("pragma value decodes")
+    }
+
+    #[tokio::test]
+    async fn connections_use_durable_settings() {
+        let dir = tempfile::tempdir().expect("temporary directory is created");
+        let keyring = Arc::new(Keyring::generate().expect("keyring is generated"));
+        let store = SqliteStore::open(&dir.path().join("k.db"), keyring)
+            .await
+            .expect("opens");
+
+        for pool in [&store.writer, &store.reader] {
+            assert_eq!(pragma(pool, "journal_mode").await, "wal");
+            // 2 is FULL: each commit syncs the write-ahead log.
+            assert_eq!(pragma(pool, "synchronous").await, "2");
+            assert_eq!(pragma(pool, "foreign_keys").await, "1");
+            assert_eq!(pragma(pool, "secure_delete").await, "1");
+            assert_eq!(pragma(pool, "busy_timeout").await, "5000");
+        }
+        assert_eq!(pragma(&store.writer, "query_only").await, "0");
+        assert_eq!(pragma(&store.reader, "query_only").await, "1");
+        store.close().await;
+    }
+}

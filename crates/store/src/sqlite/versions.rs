@@ -1,0 +1,480 @@
+//! Secret versions: write with check-and-set, read, soft-delete, undelete and destroy.
+//!
+//! Each write runs in one `BEGIN IMMEDIATE` transaction on the writer pool, so an error leaves
+//! the database as it was. Data is encrypted before it reaches SQL and decrypted after it leaves;
+//! this module never logs or formats it. Metadata and listing live in `metadata`.
+
+use keyward_crypto::Keyring;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, Sqlite, Transaction};
+use time::OffsetDateTime;
+
+use super::SqliteStore;
+use super::convert::{
+    backend_error, from_column, json_to_map, nanos_to_time, optional_time, parse_stage,
+    time_to_nanos, to_column,
+};
+use crate::aad::secret_aad;
+use crate::model::{NewVersion, SecretData, Stage, VersionMeta};
+use crate::path::SecretPath;
+use crate::store::{StoreError, VersionRead};
+
+/// The per-secret settings a write needs, read from the `secrets` row.
+#[derive(Debug, Default)]
+struct WriteSettings {
+    current_version: u64,
+    max_versions: u32,
+    cas_required: bool,
+    delete_version_after_secs: u64,
+}
+
+/// Checks a write's check-and-set value against the secret's current version, as Vault KV v2
+/// does: `cas = 0` only writes a secret with no version, `cas = N` only when N is current.
+fn check_cas(cas_required: bool, current_version: u64, cas: Option<u64>) -> Result<(), StoreError> {
+    match cas {
+        None if cas_required => Err(StoreError::CasRequired),
+        None => Ok(()),
+        Some(expected) if expected == current_version => Ok(()),
+        Some(_) => Err(StoreError::CasMismatch),
+    }
+}
+
+/// Returns the highest version number to prune after writing `new_version`, if any: versions
+/// up to it fall outside the newest `keep`. A `keep` of 0 keeps every version.
+fn prune_up_to(new_version: u64, keep: u32) -> Option<u64> {
+    if keep == 0 {
+        return None;
+    }
+    new_version
+        .checked_sub(u64::from(keep))
+        .filter(|&last| last > 0)
+}
+
+/// Returns whether a version's data may be returned now.
+fn is_readable(meta: &VersionMeta, now: OffsetDateTime) -> bool {
+    let deleted = meta.deletion_time.is_some_and(|time| time <= now);
+    let grace_over = meta.stage == Stage::Previous
+        && meta.grace_deadline.is_some_and(|deadline| deadline <= now);
+    !(deleted || grace_over || meta.destroyed || meta.stage == Stage::Revoked)
+}
+
+/// Decodes the version columns shared by every version query.
+pub(super) fn version_meta_from_row(row: &SqliteRow) -> Result<VersionMeta, StoreError> {
+    let stage: String = row.try_get("stage").map_err(backend_error)?;
+    Ok(VersionMeta {
+        version: from_column(row.try_get("version").map_err(backend_error)?, "version")?,
+        created_time: nanos_to_time(row.try_get("created_time").map_err(backend_error)?)?,
+        deletion_time: optional_time(row.try_get("deletion_time").map_err(backend_error)?)?,
+        destroyed: row.try_get("destroyed").map_err(backend_error)?,
+        stage: parse_stage(&stage)?,
+        created_by: row.try_get("created_by").map_err(backend_error)?,
+        grace_deadline: optional_time(row.try_get("grace_deadline").map_err(backend_error)?)?,
+    })
+}
+
+/// Opens a write transaction. `BEGIN IMMEDIATE` takes the write lock up front, so a
+/// transaction that reads before it writes cannot hit SQLITE_BUSY at its first write.
+pub(super) async fn begin_write(
+    store: &SqliteStore,
+) -> Result<Transaction<'static, Sqlite>, StoreError> {
+    store
+        .writer
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(backend_error)
+}
+
+async fn write_settings(
+    tx: &mut Transaction<'static, Sqlite>,
+    path: &SecretPath,
+) -> Result<Option<WriteSettings>, StoreError> {
+    let row = sqlx::query(
+        "SELECT current_version, max_versions, cas_required, delete_version_after_secs
+         FROM secrets WHERE path = ?",
+    )
+    .bind(path.as_str())
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(backend_error)?;
+
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let max_versions: i64 = row.try_get("max_versions").map_err(backend_error)?;
+    Ok(Some(WriteSettings {
+        current_version: from_column(
+            row.try_get("current_version").map_err(backend_error)?,
+            "version",
+        )?,
+        max_versions: u32::try_from(max_versions).map_err(|_| {
+            StoreError::Corrupt(format!(
+                "stored max_versions {max_versions} is out of range"
+            ))
+        })?,
+        cas_required: row.try_get("cas_required").map_err(backend_error)?,
+        delete_version_after_secs: from_column(
+            row.try_get("delete_version_after_secs")
+                .map_err(backend_error)?,
+            "delete_version_after",
+        )?,
+    }))
+}
+
+/// Writes a new version; see [`crate::SecretStore::put`].
+pub(super) async fn put(
+    store: &SqliteStore,
+    path: &SecretPath,
+    new: NewVersion,
+    default_max_versions: u32,
+) -> Result<VersionMeta, StoreError> {
+    let mut tx = begin_write(store).await?;
+    let now = OffsetDateTime::now_utc();
+    let now_nanos = time_to_nanos(now)?;
+
+    let existing = write_settings(&mut tx, path).await?;
+    let exists = existing.is_some();
+    let settings = existing.unwrap_or_default();
+    check_cas(settings.cas_required, settings.current_version, new.cas)?;
+
+    let version = settings
+        .current_version
+        .checked_add(1)
+        .ok_or_else(|| StoreError::Invalid(format!("secret {path} has no version number left")))?;
+    let version_column = to_column(version, "version")?;
+
+    // With `delete_version_after`, Vault gives each new version a deletion time in the future;
+    // reads treat the version as deleted once that time has passed.
+    let deletion_time = match settings.delete_version_after_secs {
+        0 => None,
+        secs => {
+            let delay = time::Duration::seconds(to_column(secs, "delete_version_after")?);
+            let at = now.checked_add(delay).ok_or_else(|| {
+                StoreError::Invalid(format!("delete_version_after {secs}s is too large"))
+            })?;
+            Some(at)
+        }
+    };
+    let deletion_nanos = deletion_time.map(time_to_nanos).transpose()?;
+
+    if exists {
+        sqlx::query("UPDATE secrets SET current_version = ?, updated_time = ? WHERE path = ?")
+            .bind(version_column)
+            .bind(now_nanos)
+            .bind(path.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_error)?;
+    } else {
+        sqlx::query(
+            "INSERT INTO secrets (path, created_time, updated_time, current_version)
+             VALUES (?, ?, ?, ?)",
+        )
+        .bind(path.as_str())
+        .bind(now_nanos)
+        .bind(now_nanos)
+        .bind(version_column)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend_error)?;
+    }
+
+    sqlx::query(
+        "UPDATE secret_versions SET stage = 'previous' WHERE path = ? AND stage = 'current'",
+    )
+    .bind(path.as_str())
+    .execute(&mut *tx)
+    .await
+    .map_err(backend_error)?;
+
+    let aad = secret_aad(path, version);
+    let ciphertext = store.keyring.encrypt(new.data.expose_json(), &aad)?;
+    let key_id = Keyring::key_id_of(&ciphertext)?;
+
+    sqlx::query(
+        "INSERT INTO secret_versions
+            (path, version, created_time, deletion_time, destroyed, stage, created_by, key_id,
+             ciphertext)
+         VALUES (?, ?, ?, ?, 0, 'current', ?, ?, ?)",
+    )
+    .bind(path.as_str())
+    .bind(version_column)
+    .bind(now_nanos)
+    .bind(deletion_nanos)
+    .bind(new.created_by.as_str())
+    .bind(i64::from(key_id))
+    .bind(ciphertext)
+    .execute(&mut *tx)
+    .await
+    .map_err(backend_error)?;
+
+    let keep = match settings.max_versions {
+        0 => default_max_versions,
+        own => own,
+    };
+    if let Some(last) = prune_up_to(version, keep) {
+        sqlx::query("DELETE FROM secret_versions WHERE path = ? AND version <= ?")
+            .bind(path.as_str())
+            .bind(to_column(last, "version")?)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_error)?;
+    }
+
+    tx.commit().await.map_err(backend_error)?;
+
+    Ok(VersionMeta {
+        version,
+        created_time: now,
+        deletion_time,
+        destroyed: false,
+        stage: Stage::Current,
+        created_by: new.created_by,
+        grace_deadline: None,
+    })
+}
+
+/// Reads one version; see [`crate::SecretStore::get`].
+pub(super) async fn get(
+    store: &SqliteStore,
+    path: &SecretPath,
+    version: Option<u64>,
+) -> Result<VersionRead, StoreError> {
+    // One read transaction, so the secret row and the version row come from the same snapshot.
+    let mut tx = store.reader.begin().await.map_err(backend_error)?;
+
+    let secret = sqlx::query("SELECT current_version, custom_metadata FROM secrets WHERE path = ?")
+        .bind(path.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend_error)?
+        .ok_or(StoreError::NotFound)?;
+    let current_version = from_column(
+        secret.try_get("current_version").map_err(backend_error)?,
+        "version",
+    )?;
+    let custom_metadata: String = secret.try_get("custom_metadata").map_err(backend_error)?;
+    let custom_metadata = json_to_map(&custom_metadata, "custom metadata")?;
+
+    let version = version.unwrap_or(current_version);
+    // Version 0 never exists, and a number past i64 cannot have been stored.
+    let Ok(version_column) = i64::try_from(version) else {
+        return Err(StoreError::NotFound);
+    };
+    if version == 0 {
+        return Err(StoreError::NotFound);
+    }
+
+    let row = sqlx::query(
+        "SELECT version, created_time, deletion_time, destroyed, stage, created_by,
+                grace_deadline, ciphertext
+         FROM secret_versions WHERE path = ? AND version = ?",
+    )
+    .bind(path.as_str())
+    .bind(version_column)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(backend_error)?
+    .ok_or(StoreError::NotFound)?;
+    tx.commit().await.map_err(backend_error)?;
+
+    let meta = version_meta_from_row(&row)?;
+    let data = if is_readable(&meta, OffsetDateTime::now_utc()) {
+        let ciphertext: Option<Vec<u8>> = row.try_get("ciphertext").map_err(backend_error)?;
+        let ciphertext = ciphertext.ok_or_else(|| {
+            StoreError::Corrupt(format!("version {version} of {path} has no data"))
+        })?;
+        Some(decrypt(&store.keyring, path, version, &ciphertext)?)
+    } else {
+        None
+    };
+
+    Ok(VersionRead {
+        meta,
+        custom_metadata,
+        data,
+    })
+}
+
+fn decrypt(
+    keyring: &Keyring,
+    path: &SecretPath,
+    version: u64,
+    ciphertext: &[u8],
+) -> Result<SecretData, StoreError> {
+    let aad = secret_aad(path, version);
+    let mut plaintext = keyring.decrypt(ciphertext, &aad)?;
+
+    // Move the buffer out instead of copying it; `SecretData` zeroizes it from here on.
+    let bytes = std::mem::take(&mut *plaintext);
+    SecretData::from_json_bytes(bytes).map_err(|_| {
+        StoreError::Corrupt(format!("version {version} of {path} is not a JSON object"))
+    })
+}
+
+/// Returns the versions a delete, undelete or destroy applies to: the given ones, or the
+/// current one when the list is empty. Numbers past `i64::MAX` cannot exist and are dropped.
+async fn target_versions(
+    tx: &mut Transaction<'static, Sqlite>,
+    path: &SecretPath,
+    versions: &[u64],
+) -> Result<Vec<i64>, StoreError> {
+    if !versions.is_empty() {
+        return Ok(versions
+            .iter()
+            .filter_map(|&v| i64::try_from(v).ok())
+            .collect());
+    }
+    let current: Option<i64> = sqlx::query("SELECT current_version FROM secrets WHERE path = ?")
+        .bind(path.as_str())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(backend_error)?
+        .map(|row| row.try_get("current_version"))
+        .transpose()
+        .map_err(backend_error)?;
+    Ok(current.filter(|&v| v > 0).into_iter().collect())
+}
+
+/// The three version-state changes, each one UPDATE per version.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum VersionChange {
+    /// Set the deletion time to now, unless already deleted or destroyed.
+    Delete,
+    /// Clear the deletion time, unless destroyed.
+    Undelete,
+    /// Erase the ciphertext and mark the version destroyed.
+    Destroy,
+}
+
+impl VersionChange {
+    /// Returns the UPDATE for one version. Every statement takes the same numbered parameters
+    /// (?1 now, ?2 path, ?3 version); SQLite allows a statement to leave ?1 unused.
+    fn statement(self) -> &'static str {
+        match self {
+            // A version whose deletion time is still in the future (delete_version_after) is
+            // deleted now; one already deleted keeps its original deletion time, as in Vault.
+            VersionChange::Delete => {
+                "UPDATE secret_versions SET deletion_time = ?1
+                 WHERE path = ?2 AND version = ?3 AND destroyed = 0
+                   AND (deletion_time IS NULL OR deletion_time > ?1)"
+            }
+            VersionChange::Undelete => {
+                "UPDATE secret_versions SET deletion_time = NULL
+                 WHERE path = ?2 AND version = ?3 AND destroyed = 0"
+            }
+            VersionChange::Destroy => {
+                "UPDATE secret_versions
+                 SET ciphertext = NULL, key_id = NULL, destroyed = 1, stage = 'destroyed'
+                 WHERE path = ?2 AND version = ?3"
+            }
+        }
+    }
+}
+
+/// Applies a delete, undelete or destroy to `versions` (the current version when empty) in one
+/// transaction. Unknown versions and a missing secret change nothing and are not errors.
+pub(super) async fn change_versions(
+    store: &SqliteStore,
+    path: &SecretPath,
+    versions: &[u64],
+    change: VersionChange,
+) -> Result<(), StoreError> {
+    let mut tx = begin_write(store).await?;
+    let now_nanos = time_to_nanos(OffsetDateTime::now_utc())?;
+
+    for version in target_versions(&mut tx, path, versions).await? {
+        sqlx::query(change.statement())
+            .bind(now_nanos)
+            .bind(path.as_str())
+            .bind(version)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_error)?;
+    }
+
+    tx.commit().await.map_err(backend_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cas_follows_vault_rules() {
+        assert!(check_cas(false, 0, None).is_ok());
+        assert!(check_cas(false, 0, Some(0)).is_ok());
+        assert!(check_cas(false, 3, Some(3)).is_ok());
+        assert!(matches!(
+            check_cas(false, 3, Some(0)),
+            Err(StoreError::CasMismatch)
+        ));
+        assert!(matches!(
+            check_cas(false, 3, Some(2)),
+            Err(StoreError::CasMismatch)
+        ));
+        assert!(matches!(
+            check_cas(true, 3, None),
+            Err(StoreError::CasRequired)
+        ));
+        assert!(check_cas(true, 3, Some(3)).is_ok());
+    }
+
+    #[test]
+    fn prune_keeps_newest_versions() {
+        assert_eq!(prune_up_to(3, 3), None);
+        assert_eq!(prune_up_to(4, 3), Some(1));
+        assert_eq!(prune_up_to(10, 1), Some(9));
+        assert_eq!(prune_up_to(10, 0), None);
+        assert_eq!(prune_up_to(1, 5), None);
+    }
+
+    fn meta(stage: Stage) -> VersionMeta {
+        VersionMeta {
+            version: 1,
+            created_time: OffsetDateTime::UNIX_EPOCH,
+            deletion_time: None,
+            destroyed: false,
+            stage,
+            created_by: "accessor".to_owned(),
+            grace_deadline: None,
+        }
+    }
+
+    #[test]
+    fn readability_depends_on_state_and_time() {
+        let now = OffsetDateTime::UNIX_EPOCH + time::Duration::hours(1);
+        let later = now + time::Duration::minutes(1);
+        let earlier = now - time::Duration::minutes(1);
+
+        assert!(is_readable(&meta(Stage::Current), now));
+        assert!(!is_readable(&meta(Stage::Revoked), now));
+
+        let deleted = VersionMeta {
+            deletion_time: Some(earlier),
+            ..meta(Stage::Current)
+        };
+        assert!(!is_readable(&deleted, now));
+        let deleted_later = VersionMeta {
+            deletion_time: Some(later),
+            ..meta(Stage::Current)
+        };
+        assert!(is_readable(&deleted_later, now));
+
+        let destroyed = VersionMeta {
+            destroyed: true,
+            ..meta(Stage::Destroyed)
+        };
+        assert!(!is_readable(&destroyed, now));
+
+        let grace_over = VersionMeta {
+            grace_deadline: Some(earlier),
+            ..meta(Stage::Previous)
+        };
+        assert!(!is_readable(&grace_over, now));
+        let in_grace = VersionMeta {
+            grace_deadline: Some(later),
+            ..meta(Stage::Previous)
+        };
+        assert!(is_readable(&in_grace, now));
+    }
+}

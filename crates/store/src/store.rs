@@ -1,0 +1,131 @@
+//! The `SecretStore` trait every backend implements, and its error type.
+
+use async_trait::async_trait;
+
+use crate::model::{
+    MetadataUpdate, NewVersion, PolicyRecord, SecretData, SecretMeta, TokenRecord, VersionMeta,
+};
+use crate::path::{FolderPath, SecretPath};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The secret, version, token or policy does not exist.
+    #[error("not found")]
+    NotFound,
+    /// A check-and-set version did not match the current version.
+    #[error("check-and-set parameter did not match the current version")]
+    CasMismatch,
+    /// The secret requires check-and-set and the write carried none.
+    #[error("check-and-set parameter required for this call")]
+    CasRequired,
+    /// A request value is out of range or inconsistent.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// A stored ciphertext did not decrypt: wrong key, moved between rows, or modified.
+    #[error("stored data failed to decrypt: {0}")]
+    Crypto(#[from] keyward_crypto::CryptoError),
+    /// A stored row is not in the expected shape.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// The backend could not be reached or failed.
+    #[error("storage backend failed: {0}")]
+    Backend(String),
+}
+
+/// What a read of one version returns: its metadata, and its data unless the version is
+/// deleted, destroyed or revoked.
+#[derive(Debug)]
+pub struct VersionRead {
+    /// The version's metadata.
+    pub meta: VersionMeta,
+    /// The secret's `custom_metadata`, which Vault returns with every data read.
+    pub custom_metadata: std::collections::BTreeMap<String, String>,
+    /// The data, if the version is readable.
+    pub data: Option<SecretData>,
+}
+
+/// A place secrets, tokens and policies are kept.
+///
+/// Implementations store secret data only as ciphertext bound to its path and version, and make
+/// each method atomic: when it returns an error, nothing has changed.
+#[async_trait]
+pub trait SecretStore: Send + Sync + 'static {
+    /// Writes a new version and returns its metadata. Enforces check-and-set and
+    /// `cas_required`, marks the old current version `previous`, and prunes versions beyond
+    /// `max_versions` (the secret's own, else `default_max_versions`).
+    async fn put(
+        &self,
+        path: &SecretPath,
+        version: NewVersion,
+        default_max_versions: u32,
+    ) -> Result<VersionMeta, StoreError>;
+
+    /// Reads one version, or the current one when `version` is `None`. A missing secret or
+    /// version is [`StoreError::NotFound`].
+    async fn get(&self, path: &SecretPath, version: Option<u64>)
+    -> Result<VersionRead, StoreError>;
+
+    /// Soft-deletes versions (the current one when `versions` is empty). Unknown versions are
+    /// ignored, as in Vault.
+    async fn delete_versions(&self, path: &SecretPath, versions: &[u64]) -> Result<(), StoreError>;
+
+    /// Clears the deletion time of soft-deleted versions.
+    async fn undelete_versions(
+        &self,
+        path: &SecretPath,
+        versions: &[u64],
+    ) -> Result<(), StoreError>;
+
+    /// Erases the data of the given versions for good.
+    async fn destroy_versions(&self, path: &SecretPath, versions: &[u64])
+    -> Result<(), StoreError>;
+
+    /// Reads a secret's metadata and version list.
+    async fn read_metadata(&self, path: &SecretPath) -> Result<SecretMeta, StoreError>;
+
+    /// Creates or changes a secret's metadata.
+    async fn write_metadata(
+        &self,
+        path: &SecretPath,
+        update: MetadataUpdate,
+    ) -> Result<(), StoreError>;
+
+    /// Removes a secret: its metadata and every version.
+    async fn delete_metadata(&self, path: &SecretPath) -> Result<(), StoreError>;
+
+    /// Lists the names directly under a folder, sorted; sub-folders end with `/`.
+    async fn list(&self, folder: &FolderPath) -> Result<Vec<String>, StoreError>;
+
+    /// Stores a new token. Fails if its hash or accessor already exists.
+    async fn create_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
+
+    /// Finds a token by its keyed hash.
+    async fn token_by_hash(&self, token_hash: &str) -> Result<TokenRecord, StoreError>;
+
+    /// Finds a token by its accessor.
+    async fn token_by_accessor(&self, accessor: &str) -> Result<TokenRecord, StoreError>;
+
+    /// Updates a token's expiry (renewal).
+    async fn set_token_expiry(
+        &self,
+        accessor: &str,
+        expire_time: Option<time::OffsetDateTime>,
+    ) -> Result<(), StoreError>;
+
+    /// Deletes a token by accessor.
+    async fn revoke_token(&self, accessor: &str) -> Result<(), StoreError>;
+
+    /// Creates or replaces a policy.
+    async fn put_policy(&self, policy: &PolicyRecord) -> Result<(), StoreError>;
+
+    /// Reads a policy.
+    async fn get_policy(&self, name: &str) -> Result<PolicyRecord, StoreError>;
+
+    /// Reads every policy (the manager keeps them compiled in memory).
+    async fn all_policies(&self) -> Result<Vec<PolicyRecord>, StoreError>;
+
+    /// Deletes a policy.
+    async fn delete_policy(&self, name: &str) -> Result<(), StoreError>;
+}
