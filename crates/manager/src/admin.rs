@@ -27,7 +27,10 @@ const MAX_TOKEN_POLICIES: usize = 64;
 impl SecretsManager {
     /// Creates the first token of a data dir: `root` policy, no expiry. Audited as a
     /// bootstrap action; not reachable over the API.
-    pub async fn create_root_token(&self, ctx: &RequestContext) -> Result<IssuedToken, ManagerError> {
+    pub async fn create_root_token(
+        &self,
+        ctx: &RequestContext,
+    ) -> Result<IssuedToken, ManagerError> {
         let (secret, accessor) = token::generate()?;
         let record = TokenRecord {
             token_hash: self.hash_token(secret.expose()),
@@ -49,7 +52,11 @@ impl SecretsManager {
             path: "auth/token/root".to_owned(),
         };
         self.audit_request(&op).await?;
-        let result = self.store.create_token(&record).await.map_err(ManagerError::from);
+        let result = self
+            .store
+            .create_token(&record)
+            .await
+            .map_err(ManagerError::from);
         let mut extra = Map::new();
         extra.insert("new_accessor".into(), json!(record.accessor));
         self.audit_response(&op, &result, extra).await?;
@@ -86,7 +93,11 @@ impl SecretsManager {
         };
         self.audit_request(&op).await?;
 
-        let result = self.store.create_token(&record).await.map_err(ManagerError::from);
+        let result = self
+            .store
+            .create_token(&record)
+            .await
+            .map_err(ManagerError::from);
         let mut extra = Map::new();
         extra.insert("new_accessor".into(), json!(record.accessor));
         extra.insert("policies".into(), json!(record.policies));
@@ -123,7 +134,10 @@ impl SecretsManager {
         for name in &policies {
             validate_policy_name(name).map_err(|e| ManagerError::Invalid(e.to_string()))?;
         }
-        if !policies.iter().any(|p| p == DEFAULT_POLICY || p == ROOT_POLICY) {
+        if !policies
+            .iter()
+            .any(|p| p == DEFAULT_POLICY || p == ROOT_POLICY)
+        {
             policies.insert(0, DEFAULT_POLICY.to_owned());
         }
         policies.sort();
@@ -188,7 +202,12 @@ impl SecretsManager {
         caller: &Caller,
         ctx: &RequestContext,
     ) -> Result<TokenRecord, ManagerError> {
-        let op = self.operation(caller, ctx, "token.lookup_self", "auth/token/lookup-self".into());
+        let op = self.operation(
+            caller,
+            ctx,
+            "token.lookup_self",
+            "auth/token/lookup-self".into(),
+        );
         let result = self
             .require(caller, &op.path, &[Capability::Read])
             .map(|()| caller.token.clone());
@@ -202,7 +221,12 @@ impl SecretsManager {
         caller: &Caller,
         ctx: &RequestContext,
     ) -> Result<(), ManagerError> {
-        let op = self.operation(caller, ctx, "token.revoke_self", "auth/token/revoke-self".into());
+        let op = self.operation(
+            caller,
+            ctx,
+            "token.revoke_self",
+            "auth/token/revoke-self".into(),
+        );
         self.revoke(caller, &op, caller.accessor()).await
     }
 
@@ -237,7 +261,11 @@ impl SecretsManager {
         }
         self.audit_request(op).await?;
 
-        let result = self.store.revoke_token(accessor).await.map_err(ManagerError::from);
+        let result = self
+            .store
+            .revoke_token(accessor)
+            .await
+            .map_err(ManagerError::from);
         self.audit_response(op, &result, extra).await?;
         if result.is_ok() {
             self.events.publish(SecurityEvent::TokenRevoked {
@@ -256,7 +284,12 @@ impl SecretsManager {
         ctx: &RequestContext,
         increment_secs: Option<u64>,
     ) -> Result<TokenRecord, ManagerError> {
-        let op = self.operation(caller, ctx, "token.renew_self", "auth/token/renew-self".into());
+        let op = self.operation(
+            caller,
+            ctx,
+            "token.renew_self",
+            "auth/token/renew-self".into(),
+        );
         let result = async {
             self.require(caller, &op.path, &[Capability::Update])?;
             if !caller.token.renewable || caller.token.expire_time.is_none() {
@@ -291,10 +324,14 @@ impl SecretsManager {
         let op = self.operation(caller, ctx, "policy.write", policy_path(name));
         let checked = self
             .require(caller, &op.path, &[Capability::Create, Capability::Update])
-            .and_then(|()| validate_policy_name(name).map_err(|e| ManagerError::Invalid(e.to_string())))
+            .and_then(|()| {
+                validate_policy_name(name).map_err(|e| ManagerError::Invalid(e.to_string()))
+            })
             .and_then(|()| {
                 if name == ROOT_POLICY {
-                    return Err(ManagerError::Invalid("cannot update the root policy".into()));
+                    return Err(ManagerError::Invalid(
+                        "cannot update the root policy".into(),
+                    ));
                 }
                 Policy::parse(text).map_err(|e| ManagerError::Invalid(e.to_string()))
             });
@@ -378,12 +415,16 @@ impl SecretsManager {
         name: &str,
     ) -> Result<(), ManagerError> {
         let op = self.operation(caller, ctx, "policy.delete", policy_path(name));
-        let checked = self.require(caller, &op.path, &[Capability::Delete]).and_then(|()| {
-            if name == ROOT_POLICY || name == DEFAULT_POLICY {
-                return Err(ManagerError::Invalid(format!("cannot delete the {name} policy")));
-            }
-            Ok(())
-        });
+        let checked = self
+            .require(caller, &op.path, &[Capability::Delete])
+            .and_then(|()| {
+                if name == ROOT_POLICY || name == DEFAULT_POLICY {
+                    return Err(ManagerError::Invalid(format!(
+                        "cannot delete the {name} policy"
+                    )));
+                }
+                Ok(())
+            });
         if let Err(error) = checked {
             let failed = Err(error);
             self.audit_response(&op, &failed, Map::new()).await?;

@@ -123,7 +123,10 @@ mod tests {
         let bus = EventBus::default();
         let mut receiver = bus.subscribe();
         bus.publish(SecurityEvent::AuditFailure);
-        assert_eq!(receiver.recv().await.ok(), Some(SecurityEvent::AuditFailure));
+        assert_eq!(
+            receiver.recv().await.ok(),
+            Some(SecurityEvent::AuditFailure)
+        );
     }
 
     #[test]

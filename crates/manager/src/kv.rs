@@ -99,7 +99,9 @@ impl SecretsManager {
     ) -> Result<VersionMeta, ManagerError> {
         let op = self.operation(caller, ctx, "kv.write", data_path(path));
         if let Err(error) = self.require_create_or_update(caller, &op.path, path).await {
-            return self.finish_write(&op, caller, path, "write", Err(error)).await;
+            return self
+                .finish_write(&op, caller, path, "write", Err(error))
+                .await;
         }
         self.audit_request(&op).await?;
 
@@ -131,7 +133,9 @@ impl SecretsManager {
     ) -> Result<VersionMeta, ManagerError> {
         let op = self.operation(caller, ctx, "kv.patch", data_path(path));
         if let Err(error) = self.require(caller, &op.path, &[Capability::Patch]) {
-            return self.finish_write(&op, caller, path, "patch", Err(error)).await;
+            return self
+                .finish_write(&op, caller, path, "patch", Err(error))
+                .await;
         }
         self.audit_request(&op).await?;
 
@@ -357,7 +361,10 @@ impl SecretsManager {
     /// `sys/internal/ui/mounts/<path>`).
     pub async fn mount_visible(&self, caller: &Caller, path: &str) -> bool {
         let in_mount = path == KV_MOUNT || path.starts_with(&format!("{KV_MOUNT}/"));
-        in_mount && caller.policies.grants_anything_under(&format!("{KV_MOUNT}/"))
+        in_mount
+            && caller
+                .policies
+                .grants_anything_under(&format!("{KV_MOUNT}/"))
     }
 
     pub(crate) fn operation<'a>(
@@ -490,13 +497,33 @@ mod tests {
         // Cases from RFC 7396, appendix A.
         let cases = [
             (json!({"a": "b"}), json!({"a": "c"}), json!({"a": "c"})),
-            (json!({"a": "b"}), json!({"b": "c"}), json!({"a": "b", "b": "c"})),
+            (
+                json!({"a": "b"}),
+                json!({"b": "c"}),
+                json!({"a": "b", "b": "c"}),
+            ),
             (json!({"a": "b"}), json!({"a": null}), json!({})),
-            (json!({"a": "b", "b": "c"}), json!({"a": null}), json!({"b": "c"})),
+            (
+                json!({"a": "b", "b": "c"}),
+                json!({"a": null}),
+                json!({"b": "c"}),
+            ),
             (json!({"a": ["b"]}), json!({"a": "c"}), json!({"a": "c"})),
-            (json!({"a": {"b": "c"}}), json!({"a": {"b": "d", "c": null}}), json!({"a": {"b": "d"}})),
-            (json!({"a": [{"b": "c"}]}), json!({"a": [1]}), json!({"a": [1]})),
-            (json!({}), json!({"a": {"bb": {"ccc": null}}}), json!({"a": {"bb": {}}})),
+            (
+                json!({"a": {"b": "c"}}),
+                json!({"a": {"b": "d", "c": null}}),
+                json!({"a": {"b": "d"}}),
+            ),
+            (
+                json!({"a": [{"b": "c"}]}),
+                json!({"a": [1]}),
+                json!({"a": [1]}),
+            ),
+            (
+                json!({}),
+                json!({"a": {"bb": {"ccc": null}}}),
+                json!({"a": {"bb": {}}}),
+            ),
         ];
         for (mut target, patch, expected) in cases {
             merge_patch(&mut target, &patch);

@@ -18,11 +18,11 @@ use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
+use crate::ManagerError;
 use crate::events::{EventBus, SecurityEvent};
 use crate::lockout::{Lockout, LockoutConfig};
 use crate::policy::{Capability, Policy, PolicySet};
 use crate::token::{self, MAX_TOKEN_LEN, TOKEN_PREFIX};
-use crate::ManagerError;
 
 /// Name of the policy attached to every token unless asked otherwise.
 pub const DEFAULT_POLICY: &str = "default";
@@ -241,7 +241,10 @@ impl SecretsManager {
 
         let reason = match &record {
             None => Some("unknown_token"),
-            Some(r) if r.expire_time.is_some_and(|t| t <= OffsetDateTime::now_utc()) => {
+            Some(r)
+                if r.expire_time
+                    .is_some_and(|t| t <= OffsetDateTime::now_utc()) =>
+            {
                 Some("expired_token")
             }
             Some(_) => None,
@@ -304,7 +307,10 @@ impl SecretsManager {
         // The raw path is attacker-controlled: bound its size in the log.
         let path: String = raw_path.chars().take(256).collect();
         let mut entry = base_entry("rejected", ctx);
-        entry.insert("method".into(), json!(method.chars().take(16).collect::<String>()));
+        entry.insert(
+            "method".into(),
+            json!(method.chars().take(16).collect::<String>()),
+        );
         entry.insert("path".into(), json!(path));
         entry.insert("reason".into(), json!(reason));
         entry.insert("status".into(), json!(status));

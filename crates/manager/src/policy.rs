@@ -79,7 +79,9 @@ pub enum PolicyError {
         capability: String,
     },
     /// A path pattern is malformed.
-    #[error("invalid policy: bad path pattern {0:?} (use segments of A-Z a-z 0-9 . _ - , '+' for one segment, '*' only at the end)")]
+    #[error(
+        "invalid policy: bad path pattern {0:?} (use segments of A-Z a-z 0-9 . _ - , '+' for one segment, '*' only at the end)"
+    )]
     BadPattern(String),
     /// The policy or its name is too long or the name is malformed.
     #[error("invalid policy: {0}")]
@@ -106,7 +108,9 @@ pub struct Policy {
 
 impl fmt::Debug for Policy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.rules.iter().map(|r| &r.pattern)).finish()
+        f.debug_list()
+            .entries(self.rules.iter().map(|r| &r.pattern))
+            .finish()
     }
 }
 
@@ -121,7 +125,11 @@ pub fn validate_policy_name(name: &str) -> Result<(), PolicyError> {
     let valid_chars = name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if name.is_empty() || name.len() > MAX_POLICY_NAME_LEN || !valid_chars || name == "." || name == ".."
+    if name.is_empty()
+        || name.len() > MAX_POLICY_NAME_LEN
+        || !valid_chars
+        || name == "."
+        || name == ".."
     {
         return Err(PolicyError::Limit(format!(
             "policy name {name:?} must be 1 to {MAX_POLICY_NAME_LEN} characters of A-Z a-z 0-9 . _ -"
@@ -362,7 +370,10 @@ mod tests {
     #[test]
     fn unknown_capability_is_rejected() {
         let err = Policy::parse(r#"path "a/*" { capabilities = ["reed"] }"#);
-        assert!(matches!(err, Err(PolicyError::UnknownCapability { .. })), "{err:?}");
+        assert!(
+            matches!(err, Err(PolicyError::UnknownCapability { .. })),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -378,8 +389,14 @@ mod tests {
 
     #[test]
     fn invalid_syntax_is_rejected() {
-        assert!(matches!(Policy::parse("path {"), Err(PolicyError::Syntax(_))));
-        assert!(matches!(Policy::parse("{\"path\": 3}"), Err(PolicyError::Syntax(_))));
+        assert!(matches!(
+            Policy::parse("path {"),
+            Err(PolicyError::Syntax(_))
+        ));
+        assert!(matches!(
+            Policy::parse("{\"path\": 3}"),
+            Err(PolicyError::Syntax(_))
+        ));
     }
 
     #[test]

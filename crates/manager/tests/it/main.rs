@@ -1,0 +1,8 @@
+//! Integration tests of the manager over a real SQLite store and audit log.
+
+mod access;
+mod audit_trail;
+mod auth;
+mod common;
+mod kv;
+mod tokens;
