@@ -7,7 +7,8 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Lockout settings.
@@ -42,7 +43,9 @@ struct Entry {
 #[derive(Debug)]
 pub struct Lockout {
     config: LockoutConfig,
-    entries: Mutex<HashMap<IpAddr, Entry>>,
+    entries: RwLock<HashMap<IpAddr, Entry>>,
+    // Lets the common case (no failure ever recorded) skip the lock entirely.
+    any_failure: AtomicBool,
 }
 
 /// Upper bound on tracked addresses, so a spray from many addresses cannot grow memory
@@ -54,13 +57,17 @@ impl Lockout {
     pub fn new(config: LockoutConfig) -> Self {
         Self {
             config,
-            entries: Mutex::new(HashMap::new()),
+            entries: RwLock::new(HashMap::new()),
+            any_failure: AtomicBool::new(false),
         }
     }
 
     /// Whether `addr` is locked at `now`.
     pub fn is_locked(&self, addr: IpAddr, now: Instant) -> bool {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.any_failure.load(Ordering::Acquire) {
+            return false;
+        }
+        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
         entries
             .get(&addr)
             .and_then(|e| e.locked_until)
@@ -69,7 +76,8 @@ impl Lockout {
 
     /// Records a failure; returns true if this failure locked the address.
     pub fn record_failure(&self, addr: IpAddr, now: Instant) -> bool {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        self.any_failure.store(true, Ordering::Release);
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= MAX_TRACKED {
             let window = self.config.window;
             entries.retain(|_, e| {

@@ -1,0 +1,237 @@
+//! Command-line definitions for the `keyward` binary.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Keyward: a secrets manager that serves secrets over TLS 1.3, speaks Vault's KV v2 API and
+/// keeps a tamper-evident audit trail.
+#[derive(Debug, Parser)]
+#[command(name = "keyward", version, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the Keyward server.
+    Server(ServerArgs),
+    /// Create a new data dir: keyring, database, audit log, TLS certificate and root token.
+    Init(InitArgs),
+    /// Read and write secrets on a running server.
+    #[command(subcommand)]
+    Kv(KvCommand),
+    /// Create and revoke tokens on a running server.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Write and list policies on a running server.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Check the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// Options of `keyward server`.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Run a throwaway development server: temporary data dir, generated root key and
+    /// self-signed certificate; prints the root token. Never use it for real secrets.
+    #[arg(long, conflicts_with = "config")]
+    pub dev: bool,
+    /// Path of the configuration file (TOML).
+    #[arg(
+        long,
+        short = 'c',
+        env = "KEYWARD_CONFIG",
+        required_unless_present = "dev"
+    )]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (overrides the configuration; default for --dev 127.0.0.1:8200).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+}
+
+/// Options of `keyward init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Directory to create. It must not hold a keyring already.
+    #[arg(long, env = "KEYWARD_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Address the server will listen on, written into the generated configuration.
+    #[arg(long, default_value = "127.0.0.1:8200")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub root_key: RootKeyArgs,
+    /// Print the result as JSON (root token included) instead of text.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+/// Where the root key that wraps the keyring comes from. Exactly one is required.
+#[derive(Debug, Args, Clone)]
+#[group(required = true, multiple = false)]
+pub struct RootKeyArgs {
+    /// Name of an environment variable holding a passphrase; the root key is derived with
+    /// PBKDF2-HMAC-SHA256 (600,000 iterations).
+    #[arg(long, value_name = "VAR")]
+    pub passphrase_env: Option<String>,
+    /// File holding the 32-byte root key (raw bytes, or 64 hex characters). `init` creates it
+    /// (mode 0600) when it does not exist.
+    #[arg(long, value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
+    /// Name of an environment variable holding the root key as 64 hex characters.
+    #[arg(long, value_name = "VAR")]
+    pub key_env: Option<String>,
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Human-readable text.
+    Table,
+    /// JSON, for scripts.
+    Json,
+}
+
+/// How to reach a server; read from the environment like the Vault CLI does.
+#[derive(Debug, Args, Clone)]
+pub struct ClientArgs {
+    /// Server address, e.g. https://127.0.0.1:8200.
+    #[arg(
+        long,
+        env = "KEYWARD_ADDR",
+        default_value = "https://127.0.0.1:8200",
+        global = true
+    )]
+    pub addr: String,
+    /// Token to authenticate with (prefer the environment variable to keep it out of shell
+    /// history).
+    #[arg(long, env = "KEYWARD_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// PEM file of the CA that signed the server's certificate.
+    #[arg(long, env = "KEYWARD_CACERT", global = true)]
+    pub cacert: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table, global = true)]
+    pub format: Format,
+}
+
+/// `keyward kv ...`
+#[derive(Debug, Subcommand)]
+pub enum KvCommand {
+    /// Write a new version of a secret from KEY=VALUE pairs.
+    Put {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Secret path, e.g. team/service/db.
+        path: String,
+        /// KEY=VALUE pairs; a value of `-` reads it from standard input.
+        #[arg(required = true)]
+        pairs: Vec<String>,
+        /// Check-and-set: write only if the current version is N (0: only if new).
+        #[arg(long)]
+        cas: Option<u64>,
+    },
+    /// Read a secret.
+    Get {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Secret path.
+        path: String,
+        /// Version to read (default: current).
+        #[arg(long)]
+        version: Option<u64>,
+        /// Print only this field's value.
+        #[arg(long)]
+        field: Option<String>,
+    },
+    /// List the secrets under a folder.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Folder, e.g. team/ (default: the root).
+        #[arg(default_value = "")]
+        path: String,
+    },
+    /// Soft-delete the current version, or the given versions.
+    Delete {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Secret path.
+        path: String,
+        /// Versions to delete, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        versions: Vec<u64>,
+    },
+    /// Show a secret's versions with their times and states.
+    History {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Secret path.
+        path: String,
+    },
+}
+
+/// `keyward token ...`
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a child token of the current one.
+    Create {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Policy to attach; repeat for several.
+        #[arg(long = "policy")]
+        policies: Vec<String>,
+        /// Time to live, e.g. 1h, 30m, 3600s.
+        #[arg(long)]
+        ttl: Option<String>,
+        /// Human-readable name.
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+    /// Revoke the current token, or another by accessor.
+    Revoke {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Accessor of the token to revoke (default: the current token).
+        #[arg(long)]
+        accessor: Option<String>,
+    },
+}
+
+/// `keyward policy ...`
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Create or replace a policy from an HCL or JSON file (`-` for standard input).
+    Write {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Policy name.
+        name: String,
+        /// File with the policy text.
+        file: PathBuf,
+    },
+    /// List policy names.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// `keyward audit ...`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Verify an audit log's hash chain and its head file; names the first bad entry.
+    Verify {
+        /// The audit log file.
+        file: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+}

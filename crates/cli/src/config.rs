@@ -1,0 +1,163 @@
+//! The server's configuration file (`keyward.toml`).
+//!
+//! The file names where the root key comes from (an environment variable, a key file), never
+//! the key or passphrase itself. Relative paths are resolved against the file's directory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::CliError;
+
+/// The configuration file's contents.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The data dir made by `keyward init`.
+    pub data_dir: PathBuf,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Where the root key comes from.
+    pub root_key: RootKeySource,
+    /// TLS certificate and key; default: the data dir's `tls/cert.pem` and `tls/key.pem`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsFiles>,
+    /// Request limits.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// Where the root key comes from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "source", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RootKeySource {
+    /// A passphrase read from the named environment variable.
+    PassphraseEnv {
+        /// The variable's name.
+        name: String,
+    },
+    /// A 32-byte key file.
+    KeyFile {
+        /// The file's path.
+        path: PathBuf,
+    },
+    /// A 32-byte key, hex-encoded, in the named environment variable.
+    KeyEnv {
+        /// The variable's name.
+        name: String,
+    },
+}
+
+/// Certificate and key files.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// PEM certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM private key.
+    pub key_file: PathBuf,
+}
+
+/// Request limits; every field has a default.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Time allowed for a whole request, in seconds.
+    pub request_timeout_secs: u64,
+    /// Requests per second allowed per token.
+    pub per_token_per_second: u32,
+    /// Requests per second allowed per client address.
+    pub per_address_per_second: u32,
+    /// Failed authentications within a minute that lock an address out for five minutes.
+    pub lockout_threshold: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            request_timeout_secs: 30,
+            per_token_per_second: 1000,
+            per_address_per_second: 2000,
+            lockout_threshold: 20,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a configuration file; relative paths become relative to its
+    /// directory.
+    pub fn load(path: &Path) -> Result<Self, CliError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            CliError::Usage(format!("cannot read configuration {}: {e}", path.display()))
+        })?;
+        let mut config: Config = toml::from_str(&text).map_err(|e| {
+            CliError::Usage(format!("invalid configuration {}: {e}", path.display()))
+        })?;
+
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.data_dir = base.join(&config.data_dir);
+        if let RootKeySource::KeyFile { path } = &mut config.root_key {
+            *path = base.join(&*path);
+        }
+        if let Some(tls) = &mut config.tls {
+            tls.cert_file = base.join(&tls.cert_file);
+            tls.key_file = base.join(&tls.key_file);
+        }
+        Ok(config)
+    }
+
+    /// Serialises the configuration as TOML.
+    pub fn to_toml(&self) -> Result<String, CliError> {
+        toml::to_string_pretty(self)
+            .map_err(|e| CliError::Other(format!("cannot serialise configuration: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_round_trips_through_toml() {
+        let config = Config {
+            data_dir: "data".into(),
+            listen: "127.0.0.1:8200".parse().expect("valid address"),
+            root_key: RootKeySource::PassphraseEnv {
+                name: "KEYWARD_PASSPHRASE".into(),
+            },
+            tls: None,
+            limits: Limits::default(),
+        };
+        let text = config.to_toml().expect("serialises");
+        assert_eq!(toml::from_str::<Config>(&text).ok(), Some(config));
+    }
+
+    #[test]
+    fn unknown_field_is_rejected() {
+        let text = "data_dir = \"d\"\nlisten = \"127.0.0.1:1\"\npassword = \"x\"\n[root_key]\nsource = \"key_env\"\nname = \"K\"\n";
+        assert!(toml::from_str::<Config>(text).is_err());
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_config_dir() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("keyward.toml");
+        std::fs::write(
+            &path,
+            "data_dir = \"data\"\nlisten = \"127.0.0.1:1\"\n[root_key]\nsource = \"key_file\"\npath = \"root.key\"\n",
+        )
+        .expect("write config");
+        let config = Config::load(&path).expect("loads");
+        assert_eq!(config.data_dir, dir.path().join("data"));
+        assert_eq!(
+            config.root_key,
+            RootKeySource::KeyFile {
+                path: dir.path().join("root.key")
+            }
+        );
+    }
+}

@@ -1,0 +1,157 @@
+//! `keyward server`: opens a data dir (or makes a throwaway one with `--dev`) and serves it.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keyward_crypto::RootKey;
+use keyward_manager::{LockoutConfig, ManagerConfig};
+use keyward_server::{RateLimit, ServerConfig};
+
+use crate::cli::ServerArgs;
+use crate::config::{Config, Limits, RootKeySource};
+use crate::datadir::{self, DataDir, Opened};
+use crate::error::CliError;
+
+/// Runs the server until SIGINT or SIGTERM.
+pub async fn run(args: ServerArgs) -> Result<(), CliError> {
+    if args.dev {
+        return run_dev(args).await;
+    }
+
+    let config_path = args
+        .config
+        .as_deref()
+        .ok_or_else(|| CliError::Usage("--config is required unless --dev is given".into()))?;
+    let mut config = Config::load(config_path)?;
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+
+    let dir = DataDir::new(&config.data_dir);
+    let opened = datadir::open(&dir, &config.root_key, manager_config(&config.limits)).await?;
+    let (cert_file, key_file) = datadir::tls_files(&config);
+    tracing::info!(listen = %config.listen, data_dir = %config.data_dir.display(), "keyward server starting");
+    serve(opened, server_config(&config, cert_file, key_file)).await
+}
+
+async fn run_dev(args: ServerArgs) -> Result<(), CliError> {
+    let temp = tempfile::Builder::new()
+        .prefix("keyward-dev-")
+        .tempdir()
+        .map_err(|e| CliError::Other(format!("cannot create a temporary data dir: {e}")))?;
+    let dir = DataDir::new(temp.path().join("data"));
+    let root = RootKey::generate().map_err(|e| CliError::Other(e.to_string()))?;
+
+    let limits = Limits::default();
+    let initialised = datadir::initialise(&dir, root, manager_config(&limits)).await?;
+    let config = Config {
+        data_dir: temp.path().join("data"),
+        listen: args.listen.unwrap_or_else(datadir::dev_listen),
+        // The dev root key lives only in memory; nothing can reopen this data dir.
+        root_key: RootKeySource::KeyEnv {
+            name: String::new(),
+        },
+        tls: None,
+        limits,
+    };
+    let (cert_file, key_file) = datadir::tls_files(&config);
+
+    print_dev_banner(
+        &config,
+        &initialised.ca_file,
+        initialised.root_token.token.expose(),
+    );
+    drop(initialised.root_token);
+
+    let result = serve(
+        initialised.opened,
+        server_config(&config, cert_file, key_file),
+    )
+    .await;
+    drop(temp);
+    result
+}
+
+fn print_dev_banner(config: &Config, ca_file: &Path, token: &str) {
+    let addr = format!("https://{}", config.listen);
+    let ca = ca_file.display();
+    println!("Keyward is running in development mode: data is temporary and lost on exit.");
+    println!("Do not store real secrets in it.");
+    println!();
+    println!("Address:    {addr}");
+    println!("CA file:    {ca}");
+    println!("Root token: {token}");
+    println!();
+    println!("To use it from this shell with keyward, bao or vault:");
+    println!();
+    println!("export KEYWARD_ADDR='{addr}' KEYWARD_CACERT='{ca}' KEYWARD_TOKEN='{token}'");
+    println!("export BAO_ADDR='{addr}' BAO_CACERT='{ca}' BAO_TOKEN='{token}'");
+    println!("export VAULT_ADDR='{addr}' VAULT_CACERT='{ca}' VAULT_TOKEN='{token}'");
+    println!();
+}
+
+fn manager_config(limits: &Limits) -> ManagerConfig {
+    ManagerConfig {
+        lockout: LockoutConfig {
+            threshold: limits.lockout_threshold,
+            ..LockoutConfig::default()
+        },
+        ..ManagerConfig::default()
+    }
+}
+
+fn server_config(
+    config: &Config,
+    cert_file: std::path::PathBuf,
+    key_file: std::path::PathBuf,
+) -> ServerConfig {
+    let limits = &config.limits;
+    let mut server = ServerConfig::new(config.listen, cert_file, key_file);
+    server.max_body_bytes = limits.max_body_bytes;
+    server.request_timeout = Duration::from_secs(limits.request_timeout_secs);
+    server.per_token_rate = Some(RateLimit::new(
+        limits.per_token_per_second,
+        limits.per_token_per_second.saturating_mul(2),
+    ));
+    server.per_address_rate = Some(RateLimit::new(
+        limits.per_address_per_second,
+        limits.per_address_per_second.saturating_mul(2),
+    ));
+    server
+}
+
+async fn serve(opened: Opened, config: ServerConfig) -> Result<(), CliError> {
+    let Opened {
+        manager,
+        store,
+        audit,
+    } = opened;
+
+    let result = keyward_server::serve(Arc::clone(&manager), config, shutdown_signal()).await;
+
+    // Close in dependency order so every acknowledged write and audit entry is on disk.
+    drop(manager);
+    audit.close();
+    store.close().await;
+    tracing::info!("keyward server stopped");
+    result.map_err(|e| CliError::Other(format!("server failed: {e}")))
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(signal) => signal,
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for SIGTERM; stop the server with SIGINT");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("shutdown signal received; finishing open requests");
+}
