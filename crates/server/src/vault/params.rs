@@ -1,0 +1,384 @@
+//! Parsing of request parameters as Vault clients send them: JSON bodies, Go duration strings,
+//! numbers sent as strings, and query flags.
+//!
+//! Error messages name the field and the position of a problem but never echo body content,
+//! because a malformed body may still contain secret values.
+
+use std::collections::HashMap;
+
+use axum::extract::Query;
+use axum::http::Uri;
+use serde::de::{self, DeserializeOwned, Deserializer};
+use serde::{Deserialize, de::Error as _};
+use serde_json::Value;
+
+use crate::errors::Rejection;
+
+/// Maximum number of characters of a query value echoed back in an error message.
+const MAX_ECHOED_QUERY_LEN: usize = 32;
+
+/// Parses a JSON request body; an empty body counts as `{}`, as in Vault.
+pub(crate) fn json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Rejection> {
+    json_body_borrowed(bytes)
+}
+
+/// Parses a JSON request body whose result may borrow from `bytes`.
+pub(crate) fn json_body_borrowed<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, Rejection> {
+    let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        bytes
+    };
+    serde_json::from_slice(bytes).map_err(|error| json_rejection(&error))
+}
+
+fn json_rejection(error: &serde_json::Error) -> Rejection {
+    use serde_json::error::Category;
+
+    let problem = match error.classify() {
+        Category::Io | Category::Syntax => "syntax error",
+        Category::Eof => "unexpected end of input",
+        // A data error's own message may quote the offending value: name only its position.
+        Category::Data => "a field has the wrong type or value",
+    };
+    Rejection::bad_request(
+        "invalid_json",
+        format!(
+            "failed to decode JSON input: {problem} at line {} column {}",
+            error.line(),
+            error.column()
+        ),
+    )
+}
+
+/// Parses a duration the way Vault accepts one: a JSON number of seconds, a string of digits
+/// (seconds), or a Go duration string such as `1h30m`, `90s`, `1.5h` or `7d`.
+///
+/// Fractions of a second are dropped.
+pub(crate) fn duration_secs(value: &Value) -> Result<u64, String> {
+    match value {
+        Value::Number(number) => number
+            .as_u64()
+            .ok_or_else(|| "duration must be a non-negative whole number of seconds".to_owned()),
+        Value::String(text) => parse_go_duration(text),
+        Value::Null => Ok(0),
+        _ => Err("duration must be a number of seconds or a string such as \"1h30m\"".to_owned()),
+    }
+}
+
+/// Parses a Go duration string (`300ms`, `1.5h`, `2h45m`) or plain seconds (`3600`) into whole
+/// seconds. Vault's `d` suffix for days is accepted too.
+pub(crate) fn parse_go_duration(text: &str) -> Result<u64, String> {
+    let invalid = || {
+        format!(
+            "invalid duration {:?}: use for example \"90s\", \"1h30m\" or \"3600\"",
+            truncate(text)
+        )
+    };
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(invalid());
+    }
+    if text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse::<u64>().map_err(|_| invalid());
+    }
+
+    let mut rest = text.strip_prefix('+').unwrap_or(text);
+    let mut total_nanos: u128 = 0;
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(invalid)?;
+        let (number, after) = rest.split_at(number_len);
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
+        let (unit, after) = after.split_at(unit_len);
+
+        let unit_nanos: u128 = match unit {
+            "ns" => 1,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60 * 1_000_000_000,
+            "h" => 3_600 * 1_000_000_000,
+            "d" => 86_400 * 1_000_000_000,
+            _ => return Err(invalid()),
+        };
+        total_nanos = total_nanos
+            .checked_add(scaled(number, unit_nanos).ok_or_else(invalid)?)
+            .ok_or_else(invalid)?;
+        rest = after;
+    }
+    u64::try_from(total_nanos / 1_000_000_000).map_err(|_| invalid())
+}
+
+/// Multiplies a decimal like `1.5` by `unit_nanos` without floating point.
+fn scaled(number: &str, unit_nanos: u128) -> Option<u128> {
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() && fraction.is_empty() {
+        return None;
+    }
+    if fraction.contains('.') {
+        return None;
+    }
+    let whole: u128 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
+    let mut value = whole.checked_mul(unit_nanos)?;
+
+    // Digits beyond nanosecond precision cannot change the whole-second result.
+    let mut scale = unit_nanos;
+    for digit in fraction.bytes().take(30) {
+        scale /= 10;
+        value = value.checked_add(u128::from(digit - b'0') * scale)?;
+    }
+    Some(value)
+}
+
+fn truncate(text: &str) -> String {
+    text.chars().take(MAX_ECHOED_QUERY_LEN).collect()
+}
+
+/// Deserialises an optional duration field (number, digits or Go duration string).
+pub(crate) fn optional_duration<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<u64>, D::Error> {
+    let value = Option::<Value>::deserialize(deserializer)?;
+    match value {
+        None => Ok(None),
+        Some(value) => duration_secs(&value).map(Some).map_err(D::Error::custom),
+    }
+}
+
+/// Deserialises an optional unsigned integer sent as a number or as a string of digits.
+pub(crate) fn optional_lenient_u64<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<u64>, D::Error> {
+    let value = Option::<Value>::deserialize(deserializer)?;
+    value.as_ref().map(lenient_u64::<D::Error>).transpose()
+}
+
+/// Deserialises a list of version numbers; the `bao` CLI sends them as strings (`["1"]`).
+pub(crate) fn version_list<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<u64>, D::Error> {
+    let values = Option::<Vec<Value>>::deserialize(deserializer)?.unwrap_or_default();
+    values.iter().map(lenient_u64::<D::Error>).collect()
+}
+
+fn lenient_u64<E: de::Error>(value: &Value) -> Result<u64, E> {
+    match value {
+        Value::Number(number) => number
+            .as_u64()
+            .ok_or_else(|| E::custom("expected a non-negative integer")),
+        Value::String(text) => text
+            .trim()
+            .parse()
+            .map_err(|_| E::custom("expected a non-negative integer")),
+        _ => Err(E::custom("expected a non-negative integer")),
+    }
+}
+
+/// Deserialises a list of names sent either as a JSON list or as one comma-separated string.
+pub(crate) fn name_list<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Names {
+        List(Vec<String>),
+        Joined(String),
+    }
+    let names = match Option::<Names>::deserialize(deserializer)? {
+        None => Vec::new(),
+        Some(Names::List(list)) => list,
+        Some(Names::Joined(joined)) => joined.split(',').map(str::to_owned).collect(),
+    };
+    Ok(names
+        .into_iter()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .collect())
+}
+
+/// The query parameters of a request.
+#[derive(Debug, Default)]
+pub(crate) struct QueryParams(HashMap<String, String>);
+
+impl QueryParams {
+    /// Parses the query string of `uri`.
+    pub fn from_uri(uri: &Uri) -> Result<Self, Rejection> {
+        if uri.query().is_none() {
+            return Ok(Self::default());
+        }
+        Query::<HashMap<String, String>>::try_from_uri(uri)
+            .map(|Query(map)| Self(map))
+            .map_err(|_| Rejection::bad_request("invalid_query", "invalid query string"))
+    }
+
+    /// Returns a parameter's value.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    /// Reads a boolean flag as Go's `strconv.ParseBool` does; absent means false.
+    pub fn flag(&self, name: &str) -> Result<bool, Rejection> {
+        match self.get(name) {
+            None => Ok(false),
+            Some("1" | "t" | "T" | "TRUE" | "true" | "True") => Ok(true),
+            Some("" | "0" | "f" | "F" | "FALSE" | "false" | "False") => Ok(false),
+            Some(other) => Err(Rejection::bad_request(
+                "invalid_query",
+                format!(
+                    "invalid {name} value {:?}: expected true or false",
+                    truncate(other)
+                ),
+            )),
+        }
+    }
+
+    /// Reads an unsigned integer parameter.
+    pub fn unsigned(&self, name: &str) -> Result<Option<u64>, Rejection> {
+        let Some(raw) = self.get(name) else {
+            return Ok(None);
+        };
+        raw.parse().map(Some).map_err(|_| {
+            Rejection::bad_request(
+                "invalid_query",
+                format!(
+                    "invalid {name} {:?}: expected a non-negative integer",
+                    truncate(raw)
+                ),
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn go_durations_parse_to_seconds() {
+        let cases = [
+            ("90s", 90),
+            ("1h30m", 5400),
+            ("1h0m0s", 3600),
+            ("1.5h", 5400),
+            ("2h45m30s", 9930),
+            ("768h", 2_764_800),
+            ("7d", 604_800),
+            ("0s", 0),
+            ("1500ms", 1),
+            ("3600", 3600),
+            (".5m", 30),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_go_duration(text), Ok(expected), "{text}");
+        }
+    }
+
+    #[test]
+    fn malformed_durations_are_rejected() {
+        for text in [
+            "",
+            "h",
+            "1x",
+            "-5s",
+            "1.2.3s",
+            "1h30",
+            "abc",
+            "1e3s",
+            "99999999999999999999h",
+        ] {
+            assert!(parse_go_duration(text).is_err(), "{text:?} parsed");
+        }
+    }
+
+    #[test]
+    fn duration_accepts_number_and_string() {
+        assert_eq!(duration_secs(&json!(120)), Ok(120));
+        assert_eq!(duration_secs(&json!("2m")), Ok(120));
+        assert!(duration_secs(&json!(-1)).is_err());
+        assert!(duration_secs(&json!(true)).is_err());
+    }
+
+    #[test]
+    fn versions_accept_strings_and_numbers() {
+        #[derive(Deserialize)]
+        struct Body {
+            #[serde(default, deserialize_with = "version_list")]
+            versions: Vec<u64>,
+        }
+        let body: Body = json_body(br#"{"versions":["3", 4]}"#).expect("parses");
+        assert_eq!(body.versions, vec![3, 4]);
+        let empty: Body = json_body(b"").expect("parses");
+        assert!(empty.versions.is_empty());
+        assert!(json_body::<Body>(br#"{"versions":["x"]}"#).is_err());
+    }
+
+    #[test]
+    fn names_accept_list_or_comma_string() {
+        #[derive(Deserialize)]
+        struct Body {
+            #[serde(default, deserialize_with = "name_list")]
+            policies: Vec<String>,
+        }
+        let list: Body = json_body(br#"{"policies":["a","b"]}"#).expect("parses");
+        assert_eq!(list.policies, ["a", "b"]);
+        let joined: Body = json_body(br#"{"policies":"a, b,"}"#).expect("parses");
+        assert_eq!(joined.policies, ["a", "b"]);
+    }
+
+    #[test]
+    fn json_error_does_not_echo_values() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Body {
+            cas: u64,
+        }
+        let rejection = json_body::<Body>(br#"{"cas":"sk-live-secret"}"#).expect_err("wrong type");
+        let message = rejection.message.unwrap_or_default();
+        assert!(!message.contains("sk-live"), "{message}");
+        assert!(
+            message.starts_with("failed to decode JSON input"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn version_query_is_parsed() {
+        let uri: Uri = "/v1/secret/data/a?version=3".parse().expect("uri");
+        let query = QueryParams::from_uri(&uri).expect("parses");
+        assert_eq!(query.unsigned("version"), Ok(Some(3)));
+
+        let uri: Uri = "/v1/secret/data/a?version=abc".parse().expect("uri");
+        let query = QueryParams::from_uri(&uri).expect("parses");
+        assert!(query.unsigned("version").is_err());
+    }
+
+    #[test]
+    fn list_flag_follows_go_parse_bool() {
+        let uri: Uri = "/v1/secret/metadata?list=true".parse().expect("uri");
+        assert_eq!(
+            QueryParams::from_uri(&uri).expect("parses").flag("list"),
+            Ok(true)
+        );
+        let uri: Uri = "/v1/secret/metadata?list=0".parse().expect("uri");
+        assert_eq!(
+            QueryParams::from_uri(&uri).expect("parses").flag("list"),
+            Ok(false)
+        );
+        let uri: Uri = "/v1/secret/metadata?list=maybe".parse().expect("uri");
+        assert!(
+            QueryParams::from_uri(&uri)
+                .expect("parses")
+                .flag("list")
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,8 @@
+//! Integration tests of the HTTPS API against a real server on 127.0.0.1 with a fresh data
+//! dir and a development certificate.
+
+mod golden;
+mod harness;
+mod routes;
+mod tls;
+mod transport;
