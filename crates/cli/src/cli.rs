@@ -138,6 +138,7 @@ pub enum KvCommand {
         cas: Option<u64>,
     },
     /// Read a secret.
+    #[command(disable_version_flag = true)]
     Get {
         #[command(flatten)]
         client: ClientArgs,
@@ -199,7 +200,7 @@ pub enum TokenCommand {
         #[command(flatten)]
         client: ClientArgs,
         /// Accessor of the token to revoke (default: the current token).
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         accessor: Option<String>,
     },
 }

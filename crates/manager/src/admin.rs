@@ -158,7 +158,11 @@ impl SecretsManager {
             }
         }
 
-        let display_name = request.display_name.unwrap_or_else(|| "token".to_owned());
+        // Vault names tokens `token`, or `token-<name>` when the creator gives a name.
+        let display_name = match request.display_name {
+            Some(name) if !name.is_empty() => format!("token-{name}"),
+            _ => "token".to_owned(),
+        };
         if display_name.len() > MAX_DISPLAY_NAME_LEN {
             return Err(ManagerError::Invalid(format!(
                 "display_name longer than {MAX_DISPLAY_NAME_LEN} characters"
@@ -185,7 +189,7 @@ impl SecretsManager {
             token_hash: self.hash_token(secret.expose()),
             accessor,
             policies,
-            display_name: format!("token-{display_name}"),
+            display_name,
             created_time: now,
             expire_time: Some(now + ttl),
             creation_ttl_secs: ttl.as_secs(),

@@ -5,16 +5,18 @@
 //! cache: the manager does that above it.
 
 mod aad;
+mod handle;
 mod model;
 mod path;
 mod sqlite;
 mod store;
 
 pub use aad::secret_aad;
+pub use handle::KeyringHandle;
 pub use model::{
     InvalidSecretData, MetadataUpdate, NewVersion, PolicyRecord, SecretData, SecretMeta, Stage,
     TokenRecord, VersionMeta,
 };
 pub use path::{FolderPath, MAX_PATH_LEN, MAX_SEGMENT_LEN, MAX_SEGMENTS, PathError, SecretPath};
 pub use sqlite::SqliteStore;
-pub use store::{SecretStore, StoreError, VersionRead};
+pub use store::{RewrapProgress, SecretStore, StoreError, VersionRead};

@@ -129,7 +129,8 @@ pub struct SecretMeta {
     pub updated_time: OffsetDateTime,
     /// The highest version number written, 0 if none.
     pub current_version: u64,
-    /// The lowest version number still kept, 0 if none.
+    /// The lowest version number still kept once older ones were pruned; 0 while version 1 is
+    /// still kept or no version exists, as in Vault.
     pub oldest_version: u64,
     /// How many versions to keep; 0 means the store default.
     pub max_versions: u32,

@@ -1,5 +1,7 @@
 //! The `SecretStore` trait every backend implements, and its error type.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 
 use crate::model::{
@@ -44,6 +46,15 @@ pub struct VersionRead {
     pub custom_metadata: std::collections::BTreeMap<String, String>,
     /// The data, if the version is readable.
     pub data: Option<SecretData>,
+}
+
+/// What one [`SecretStore::rewrap_batch`] call did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RewrapProgress {
+    /// Versions re-encrypted onto the active key by this call.
+    pub rewrapped: u64,
+    /// Stored versions still under another key after this call.
+    pub remaining: u64,
 }
 
 /// A place secrets, tokens and policies are kept.
@@ -128,4 +139,17 @@ pub trait SecretStore: Send + Sync + 'static {
 
     /// Deletes a policy.
     async fn delete_policy(&self, name: &str) -> Result<(), StoreError>;
+
+    /// Counts the stored (not destroyed) versions under each data key id. Soft-deleted
+    /// versions count, because an undelete makes them readable again.
+    async fn count_by_key(&self) -> Result<BTreeMap<u32, u64>, StoreError>;
+
+    /// Re-encrypts up to `limit` stored versions that are not under the active data key onto
+    /// it, in one transaction, and returns how many it moved and how many remain.
+    ///
+    /// Each version keeps its path and version binding and its plaintext. A crash leaves every
+    /// version either as it was or moved, so calling again resumes the work. A `limit` of 0 is
+    /// [`StoreError::Invalid`]; a version whose key the keyring lacks fails the call with
+    /// [`StoreError::Crypto`] and moves nothing.
+    async fn rewrap_batch(&self, limit: usize) -> Result<RewrapProgress, StoreError>;
 }

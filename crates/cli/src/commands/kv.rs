@@ -6,6 +6,8 @@ use reqwest::Method;
 use serde_json::{Map, Value, json};
 use zeroize::Zeroizing;
 
+use keyward_store::{FolderPath, SecretPath};
+
 use super::{cell, print_json, print_table};
 use crate::cli::{Format, KvCommand};
 use crate::client::Client;
@@ -28,7 +30,7 @@ pub async fn run(command: KvCommand) -> Result<(), CliError> {
             let response = Client::new(&client)?
                 .request(
                     Method::PUT,
-                    &format!("secret/data/{}", clean(&path)),
+                    &format!("secret/data/{}", secret_path(&path)?),
                     Some(&body),
                 )
                 .await?;
@@ -44,7 +46,7 @@ pub async fn run(command: KvCommand) -> Result<(), CliError> {
             let response = Client::new(&client)?
                 .request(
                     Method::GET,
-                    &format!("secret/data/{}{query}", clean(&path)),
+                    &format!("secret/data/{}{query}", secret_path(&path)?),
                     None,
                 )
                 .await?;
@@ -75,7 +77,10 @@ pub async fn run(command: KvCommand) -> Result<(), CliError> {
             let response = Client::new(&client)?
                 .request(
                     Method::GET,
-                    &format!("secret/metadata/{}?list=true", clean(&path)),
+                    &format!(
+                        "secret/metadata/{}?list=true",
+                        folder_path(&path)?.as_prefix()
+                    ),
                     None,
                 )
                 .await?;
@@ -98,7 +103,7 @@ pub async fn run(command: KvCommand) -> Result<(), CliError> {
             if versions.is_empty() {
                 api.request(
                     Method::DELETE,
-                    &format!("secret/data/{}", clean(&path)),
+                    &format!("secret/data/{}", secret_path(&path)?),
                     None,
                 )
                 .await?;
@@ -106,7 +111,7 @@ pub async fn run(command: KvCommand) -> Result<(), CliError> {
                 let body = json!({ "versions": versions });
                 api.request(
                     Method::POST,
-                    &format!("secret/delete/{}", clean(&path)),
+                    &format!("secret/delete/{}", secret_path(&path)?),
                     Some(&body),
                 )
                 .await?;
@@ -119,7 +124,7 @@ pub async fn run(command: KvCommand) -> Result<(), CliError> {
             let response = Client::new(&client)?
                 .request(
                     Method::GET,
-                    &format!("secret/metadata/{}", clean(&path)),
+                    &format!("secret/metadata/{}", secret_path(&path)?),
                     None,
                 )
                 .await?;
@@ -129,8 +134,14 @@ pub async fn run(command: KvCommand) -> Result<(), CliError> {
     Ok(())
 }
 
-fn clean(path: &str) -> &str {
-    path.trim_matches('/')
+/// Validates a secret path before it goes into a URL: an HTTP client would resolve `..` and
+/// `%2e%2e` in the URL and so address a different secret than the one named.
+fn secret_path(raw: &str) -> Result<SecretPath, CliError> {
+    SecretPath::parse(raw).map_err(|e| CliError::Usage(format!("{e}: {raw:?}")))
+}
+
+fn folder_path(raw: &str) -> Result<FolderPath, CliError> {
+    FolderPath::parse(raw).map_err(|e| CliError::Usage(format!("{e}: {raw:?}")))
 }
 
 /// Parses `KEY=VALUE` pairs; a value of `-` is read from standard input.

@@ -136,7 +136,11 @@ pub(super) async fn read_metadata(
             secret.try_get("current_version").map_err(backend_error)?,
             "version",
         )?,
-        oldest_version: versions.keys().next().copied().unwrap_or(0),
+        // Vault reports 0 until pruning has removed version 1.
+        oldest_version: match versions.keys().next() {
+            Some(1) | None => 0,
+            Some(oldest) => *oldest,
+        },
         max_versions: u32::try_from(max_versions).map_err(|_| {
             StoreError::Corrupt(format!(
                 "stored max_versions {max_versions} is out of range"

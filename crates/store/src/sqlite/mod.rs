@@ -8,8 +8,10 @@
 //!
 //! Secret data is stored only as ciphertext from the [`Keyring`], bound to its path and version
 //! by [`secret_aad`](crate::secret_aad). The database also contains hashed tokens and policies in
-//! plain text. This backend does not coordinate several processes beyond SQLite's own locking
-//! (a busy timeout), and it does not rewrap records after a key rotation.
+//! plain text. The keyring sits in a [`KeyringHandle`], so a rotated keyring can be swapped in
+//! while the store serves; rewrapping older records onto the new key is a separate, batched
+//! call. This backend does not coordinate several processes beyond SQLite's own locking (a busy
+//! timeout).
 //!
 //! Where the trait leaves it open, it follows Vault: deleting a missing secret's metadata or a
 //! missing policy succeeds, while revoking an unknown token accessor is
@@ -17,10 +19,12 @@
 
 mod convert;
 mod metadata;
+mod rewrap;
 mod schema;
 mod tokens;
 mod versions;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
@@ -32,11 +36,12 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use time::OffsetDateTime;
 
+use crate::handle::KeyringHandle;
 use crate::model::{
     MetadataUpdate, NewVersion, PolicyRecord, SecretMeta, TokenRecord, VersionMeta,
 };
 use crate::path::{FolderPath, SecretPath};
-use crate::store::{SecretStore, StoreError, VersionRead};
+use crate::store::{RewrapProgress, SecretStore, StoreError, VersionRead};
 use versions::VersionChange;
 
 /// How long a connection waits for a lock another process holds before failing.
@@ -49,7 +54,7 @@ const READ_CONNECTIONS: u32 = 4;
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
-    keyring: Arc<Keyring>,
+    keyring: KeyringHandle,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -117,8 +122,28 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer,
             reader,
-            keyring,
+            keyring: KeyringHandle::new(keyring),
         })
+    }
+
+    /// Returns the keyring new writes use now.
+    pub fn keyring(&self) -> Arc<Keyring> {
+        self.keyring.load()
+    }
+
+    /// Swaps in another keyring, such as one with a newly rotated key. Operations already in
+    /// progress finish with the keyring they started with.
+    ///
+    /// The new keyring must still hold every key that stored versions use: a version whose
+    /// key is missing no longer reads. Store the keyring durably before swapping it in, or
+    /// versions written under a new key are lost with the next restart.
+    pub fn set_keyring(&self, keyring: Arc<Keyring>) {
+        self.keyring.replace(keyring);
+    }
+
+    /// Returns a handle to the store's keyring that the key manager can swap through.
+    pub fn keyring_handle(&self) -> KeyringHandle {
+        self.keyring.clone()
     }
 
     /// Closes both connection pools, waiting for calls in progress. The last connection to
@@ -272,6 +297,14 @@ impl SecretStore for SqliteStore {
 
     async fn delete_policy(&self, name: &str) -> Result<(), StoreError> {
         tokens::delete_policy(self, name).await
+    }
+
+    async fn count_by_key(&self) -> Result<BTreeMap<u32, u64>, StoreError> {
+        rewrap::count_by_key(self).await
+    }
+
+    async fn rewrap_batch(&self, limit: usize) -> Result<RewrapProgress, StoreError> {
+        rewrap::rewrap_batch(self, limit).await
     }
 }
 

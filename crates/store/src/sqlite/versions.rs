@@ -186,8 +186,11 @@ pub(super) async fn put(
     .await
     .map_err(backend_error)?;
 
+    // Taken inside the write transaction: a rotation swapped in before this point is used,
+    // and a rewrap batch, which also writes, cannot run between this and the commit.
+    let keyring = store.keyring();
     let aad = secret_aad(path, version);
-    let ciphertext = store.keyring.encrypt(new.data.expose_json(), &aad)?;
+    let ciphertext = keyring.encrypt(new.data.expose_json(), &aad)?;
     let key_id = Keyring::key_id_of(&ciphertext)?;
 
     sqlx::query(
@@ -239,6 +242,10 @@ pub(super) async fn get(
     path: &SecretPath,
     version: Option<u64>,
 ) -> Result<VersionRead, StoreError> {
+    // Taken before the snapshot: if a key is retired while this read runs, this keyring still
+    // has the key of any row the snapshot can show (see `decrypt_with_either`).
+    let keyring_before = store.keyring();
+
     // One read transaction, so the secret row and the version row come from the same snapshot.
     let mut tx = store.reader.begin().await.map_err(backend_error)?;
 
@@ -283,7 +290,13 @@ pub(super) async fn get(
         let ciphertext = ciphertext.ok_or_else(|| {
             StoreError::Corrupt(format!("version {version} of {path} has no data"))
         })?;
-        Some(decrypt(&store.keyring, path, version, &ciphertext)?)
+        Some(decrypt_with_either(
+            &store.keyring(),
+            &keyring_before,
+            path,
+            version,
+            &ciphertext,
+        )?)
     } else {
         None
     };
@@ -293,6 +306,26 @@ pub(super) async fn get(
         custom_metadata,
         data,
     })
+}
+
+/// Decrypts with the keyring taken after the read, falling back to the one taken before it.
+///
+/// A row written under a key rotated in during the read is known only to the later keyring.
+/// A row read from a snapshot older than a rewrap may be under a key retired during the read,
+/// known only to the earlier keyring.
+fn decrypt_with_either(
+    after: &Keyring,
+    before: &Keyring,
+    path: &SecretPath,
+    version: u64,
+    ciphertext: &[u8],
+) -> Result<SecretData, StoreError> {
+    match decrypt(after, path, version, ciphertext) {
+        Err(StoreError::Crypto(keyward_crypto::CryptoError::UnknownKeyId(_))) => {
+            decrypt(before, path, version, ciphertext)
+        }
+        other => other,
+    }
 }
 
 fn decrypt(
