@@ -7,6 +7,7 @@ use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::CryptoError;
+use crate::mac::wipe;
 
 /// Length of an AES-256 key in bytes.
 pub const KEY_LEN: usize = 32;
@@ -75,17 +76,24 @@ pub(crate) fn open(
     }
 
     let mut buffer = Zeroizing::new(sealed.to_vec());
-    let plaintext_len = key
+    let opened = key
         .open_in_place(
             Nonce::assume_unique_for_key(nonce),
             Aad::from(aad),
             &mut buffer,
         )
-        .map_err(|_| CryptoError::DecryptionFailed)?
-        .len();
+        .map(|plaintext| plaintext.len());
 
-    buffer.truncate(plaintext_len);
-    Ok(buffer)
+    match opened {
+        Ok(plaintext_len) => {
+            buffer.truncate(plaintext_len);
+            Ok(buffer)
+        }
+        Err(_) => {
+            wipe(&mut buffer);
+            Err(CryptoError::DecryptionFailed)
+        }
+    }
 }
 
 /// Seals `plaintext` with AES-256-GCM under a caller-chosen nonce; returns ciphertext || tag.

@@ -10,17 +10,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::aead::LessSafeKey;
-use aws_lc_rs::hkdf;
+use aws_lc_rs::{hkdf, hmac};
 use zeroize::Zeroizing;
 
-use crate::aead::{self, KEY_LEN, NONCE_LEN};
-use crate::format::{self, CIPHERTEXT_OVERHEAD};
-use crate::mac::random_bytes;
+use crate::aead::{self, KEY_LEN, NONCE_LEN, TAG_LEN};
+use crate::format::{self, CHECK_LEN, Checks};
+use crate::mac::{constant_time_eq, hmac_sha256, random_bytes};
 use crate::{CryptoError, KeyId};
 
 /// Fixed HKDF info prefix for [`Keyring::derive_subkey`], which separates subkeys from any
 /// later use of the derivation secret with another prefix.
 const SUBKEY_INFO_PREFIX: &[u8] = b"keyward-crypto subkey v1\0";
+
+/// HMAC message whose tag under a data key is that key's format 2 key check.
+const KEY_CHECK_LABEL: &[u8] = b"keyward-crypto key check v1\0";
+
+/// HMAC message whose tag under a data key is the key for that key's format 2 context checks.
+const CONTEXT_CHECK_KEY_LABEL: &[u8] = b"keyward-crypto context check key v1\0";
 
 /// One data key with its metadata.
 pub(crate) struct DataKey {
@@ -28,6 +34,11 @@ pub(crate) struct DataKey {
     aead: LessSafeKey,
     pub(crate) created_at: u64,
     pub(crate) encryptions: AtomicU64,
+    /// Format 2 key check, derived from the key material.
+    key_check: [u8; CHECK_LEN],
+    /// HMAC key for format 2 context checks, derived from the key material so that a context
+    /// check means nothing under another key.
+    context_check_key: hmac::Key,
 }
 
 impl DataKey {
@@ -37,12 +48,28 @@ impl DataKey {
         encryptions: u64,
     ) -> Result<DataKey, CryptoError> {
         let aead = aead::new_key(material.as_slice())?;
+        let key_check = truncate_check(&hmac_sha256(material.as_slice(), KEY_CHECK_LABEL));
+        let context_check_secret =
+            Zeroizing::new(hmac_sha256(material.as_slice(), CONTEXT_CHECK_KEY_LABEL));
+        let context_check_key = hmac::Key::new(hmac::HMAC_SHA256, context_check_secret.as_slice());
+
         Ok(DataKey {
             material,
             aead,
             created_at,
             encryptions: AtomicU64::new(encryptions),
+            key_check,
+            context_check_key,
         })
+    }
+
+    /// Computes the format 2 checks of this key for the context `aad`.
+    fn checks(&self, aad: &[u8]) -> Checks {
+        let tag = hmac::sign(&self.context_check_key, aad);
+        Checks {
+            key: self.key_check,
+            context: truncate_check(tag.as_ref()),
+        }
     }
 
     fn generate() -> Result<DataKey, CryptoError> {
@@ -158,30 +185,47 @@ impl Keyring {
     /// [`CryptoError::KeyringExhausted`] once the active key reached
     /// [`Keyring::MAX_ENCRYPTIONS_PER_KEY`]; [`CryptoError::Random`] if no nonce could be drawn.
     pub fn encrypt(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let key = self
-            .keys
-            .get(&self.active)
-            .ok_or(CryptoError::KeyringExhausted)?;
-        key.reserve_encryption()?;
-
-        let nonce = random_bytes::<NONCE_LEN>()?;
+        let key = self.reserve_active_key()?;
         let header = format::header(self.active);
-        let associated_data = format::associated_data(&header, aad);
-
-        let mut out = Vec::with_capacity(CIPHERTEXT_OVERHEAD + plaintext.len());
-        out.extend_from_slice(&header);
-        out.extend_from_slice(&nonce);
-        aead::seal_append(&key.aead, nonce, &associated_data, plaintext, &mut out)?;
-        Ok(out)
+        seal(key, &header, plaintext, aad)
     }
 
-    /// Decrypts a value made by [`Keyring::encrypt`] with the same context `aad`.
+    /// Encrypts like [`Keyring::encrypt`], in format 2, whose header also carries a 4-byte key
+    /// check and a 4-byte context check.
+    ///
+    /// The checks let [`Keyring::decrypt`] report [`CryptoError::WrongKey`] or
+    /// [`CryptoError::WrongContext`] instead of the catch-all
+    /// [`CryptoError::DecryptionFailed`]. The output is [`crate::CIPHERTEXT_V2_OVERHEAD`] bytes
+    /// longer than the plaintext. [`crate::Encrypted`] uses this format.
     ///
     /// # Errors
     ///
-    /// [`CryptoError::Truncated`], [`CryptoError::UnsupportedFormat`],
-    /// [`CryptoError::UnknownKeyId`], or [`CryptoError::DecryptionFailed`] for a wrong context
-    /// or modified bytes.
+    /// As [`Keyring::encrypt`].
+    pub fn encrypt_with_checks(
+        &self,
+        plaintext: &[u8],
+        aad: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
+        let key = self.reserve_active_key()?;
+        let header = format::header_v2(self.active, &key.checks(aad));
+        seal(key, &header, plaintext, aad)
+    }
+
+    /// Decrypts a value made by [`Keyring::encrypt`] or [`Keyring::encrypt_with_checks`] with
+    /// the same context `aad`.
+    ///
+    /// Dropping the returned buffer wipes it one volatile byte write at a time (zeroize 1.9),
+    /// which costs about as much as the decryption itself for values of tens of KiB. Callers
+    /// that decrypt large values can wipe the slice in bulk first (`Zeroize::zeroize` on
+    /// `as_mut_slice()`, then `clear()`), as [`crate::Encrypted::open`] does.
+    ///
+    /// # Errors
+    ///
+    /// [`CryptoError::Truncated`], [`CryptoError::UnsupportedFormat`] or
+    /// [`CryptoError::UnknownKeyId`] for either format. For format 1,
+    /// [`CryptoError::DecryptionFailed`] for a wrong key, a wrong context or modified bytes. For
+    /// format 2, [`CryptoError::WrongKey`], [`CryptoError::WrongContext`], or
+    /// [`CryptoError::Modified`] when both checks pass but the tag does not verify.
     pub fn decrypt(
         &self,
         ciphertext: &[u8],
@@ -193,11 +237,38 @@ impl Keyring {
             .get(&parsed.key_id)
             .ok_or(CryptoError::UnknownKeyId(parsed.key_id))?;
 
-        let associated_data = format::associated_data(&parsed.header, aad);
-        aead::open(&key.aead, parsed.nonce, &associated_data, parsed.sealed)
+        if let Some(stored) = &parsed.checks {
+            let expected = key.checks(aad);
+            if !constant_time_eq(&stored.key, &expected.key) {
+                return Err(CryptoError::WrongKey(parsed.key_id));
+            }
+            if !constant_time_eq(&stored.context, &expected.context) {
+                return Err(CryptoError::WrongContext);
+            }
+        }
+
+        let associated_data = format::associated_data(parsed.header, aad);
+        let opened = aead::open(&key.aead, parsed.nonce, &associated_data, parsed.sealed);
+        match opened {
+            Err(CryptoError::DecryptionFailed) if parsed.checks.is_some() => {
+                Err(CryptoError::Modified)
+            }
+            other => other,
+        }
     }
 
-    /// Returns the id of the key a ciphertext was sealed under, reading only its header.
+    /// Returns the active key after counting one encryption against its budget.
+    fn reserve_active_key(&self) -> Result<&DataKey, CryptoError> {
+        let key = self
+            .keys
+            .get(&self.active)
+            .ok_or(CryptoError::KeyringExhausted)?;
+        key.reserve_encryption()?;
+        Ok(key)
+    }
+
+    /// Returns the id of the key a ciphertext of either format was sealed under, reading only
+    /// its header.
     ///
     /// Nothing is authenticated here, so use the result to pick records for re-encryption,
     /// never to make a security decision.
@@ -228,6 +299,28 @@ impl Keyring {
         Ok(id)
     }
 
+    /// Removes a decrypt-only key; its material is zeroized when dropped.
+    ///
+    /// Values still sealed under `id` no longer decrypt afterwards, so re-encrypt them onto the
+    /// active key first: the keyring cannot see where its ciphertexts are stored. Ids are not
+    /// reused, because [`Keyring::rotate`] always picks one above the active key's.
+    ///
+    /// # Errors
+    ///
+    /// [`CryptoError::InvalidKeyring`] if `id` is the active key;
+    /// [`CryptoError::UnknownKeyId`] if the keyring has no key `id`.
+    pub fn retire(&mut self, id: KeyId) -> Result<(), CryptoError> {
+        if id == self.active {
+            return Err(CryptoError::InvalidKeyring(format!(
+                "key {id} is the active key: rotate to a new key before retiring it"
+            )));
+        }
+        self.keys
+            .remove(&id)
+            .map(|_| ())
+            .ok_or(CryptoError::UnknownKeyId(id))
+    }
+
     /// Derives a stable 32-byte key for one purpose, such as hashing tokens or keying audit
     /// HMACs.
     ///
@@ -254,6 +347,30 @@ impl fmt::Debug for Keyring {
             .field("key_ids", &self.key_ids())
             .finish_non_exhaustive()
     }
+}
+
+/// Seals `plaintext` under `key` with a fresh random nonce, as header, nonce, ciphertext, tag.
+fn seal(
+    key: &DataKey,
+    header: &[u8],
+    plaintext: &[u8],
+    aad: &[u8],
+) -> Result<Vec<u8>, CryptoError> {
+    let nonce = random_bytes::<NONCE_LEN>()?;
+    let associated_data = format::associated_data(header, aad);
+
+    let mut out = Vec::with_capacity(header.len() + NONCE_LEN + plaintext.len() + TAG_LEN);
+    out.extend_from_slice(header);
+    out.extend_from_slice(&nonce);
+    aead::seal_append(&key.aead, nonce, &associated_data, plaintext, &mut out)?;
+    Ok(out)
+}
+
+/// Keeps the first [`CHECK_LEN`] bytes of an HMAC tag.
+fn truncate_check(tag: &[u8]) -> [u8; CHECK_LEN] {
+    let mut out = [0u8; CHECK_LEN];
+    out.copy_from_slice(&tag[..CHECK_LEN]);
+    out
 }
 
 /// Seconds since the Unix epoch, or 0 if the clock is set before it.
@@ -376,5 +493,30 @@ mod tests {
         let created = keyring.created_at(1).expect("key 1");
         assert!(created.abs_diff(unix_now()) < 60);
         assert_eq!(keyring.created_at(2), None);
+    }
+
+    #[test]
+    fn retire_removes_only_decrypt_only_keys() {
+        let mut keyring = Keyring::generate().expect("generate");
+        let old = keyring.encrypt(b"old value", b"ctx").expect("encrypt");
+        keyring.rotate().expect("rotate");
+
+        assert!(matches!(
+            keyring.retire(2),
+            Err(CryptoError::InvalidKeyring(_))
+        ));
+        assert!(matches!(
+            keyring.retire(9),
+            Err(CryptoError::UnknownKeyId(9))
+        ));
+        assert_eq!(keyring.key_ids(), vec![1, 2]);
+
+        keyring.retire(1).expect("retire key 1");
+        assert_eq!(keyring.key_ids(), vec![2]);
+        assert!(matches!(
+            keyring.decrypt(&old, b"ctx"),
+            Err(CryptoError::UnknownKeyId(1))
+        ));
+        assert_eq!(keyring.rotate().expect("rotate again"), 3);
     }
 }

@@ -1,21 +1,16 @@
-//! The root key that wraps the keyring, and the KDF parameters that produce it.
+//! The root key that wraps the keyring.
 //!
-//! A root key comes from a passphrase through PBKDF2-HMAC-SHA256, or directly from 32 raw
-//! bytes (a key file or an environment variable). Reading those files or variables is the
-//! caller's job: this module only turns bytes into a key.
+//! A root key comes from a passphrase through a KDF ([`KdfParams`]: PBKDF2-HMAC-SHA256 or
+//! Argon2id), or directly from 32 raw bytes (a key file or an environment variable). Reading
+//! those files or variables is the caller's job: this module only turns bytes into a key.
 
 use std::fmt;
-use std::num::NonZeroU32;
 
-use aws_lc_rs::pbkdf2;
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
-use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::CryptoError;
 use crate::aead::KEY_LEN;
 use crate::mac::random_bytes;
+use crate::{CryptoError, KdfParams};
 
 /// A 32-byte key that seals the keyring, with the KDF parameters it came from.
 ///
@@ -48,28 +43,22 @@ impl RootKey {
     /// for [`Keyring::wrap`](crate::Keyring::wrap) to record.
     ///
     /// With [`KdfParams::Raw`] no derivation happens: `passphrase` must then be the 32-byte key
-    /// itself, as with [`RootKey::from_bytes`]. PBKDF2 at 600,000 iterations takes tens of
-    /// milliseconds, so async callers should run this on a blocking thread.
+    /// itself, as with [`RootKey::from_bytes`]. PBKDF2 at 600,000 iterations and Argon2id at
+    /// the OWASP defaults each take tens of milliseconds in an optimized build (Argon2id also
+    /// allocates its memory size), so async callers should run this on a blocking thread.
     ///
     /// # Errors
     ///
-    /// [`CryptoError::InvalidKeyring`] if the parameters are out of range or the salt is not
-    /// valid base64; [`CryptoError::InvalidKeyLength`] for a `Raw` key of the wrong length.
+    /// [`CryptoError::InvalidKeyring`] if the parameters fail [`KdfParams::validate`];
+    /// [`CryptoError::InvalidKeyLength`] for a `Raw` key of the wrong length.
     pub fn from_passphrase(passphrase: &[u8], kdf: &KdfParams) -> Result<RootKey, CryptoError> {
-        match kdf {
-            KdfParams::Raw => RootKey::from_bytes(passphrase),
-            KdfParams::Pbkdf2HmacSha256 { iterations, salt } => {
-                let iterations = KdfParams::check_iterations(*iterations)?;
-                let salt = KdfParams::decode_salt(salt)?;
+        let mut key = Zeroizing::new([0u8; KEY_LEN]);
+        kdf.derive(passphrase, &mut key)?;
 
-                let mut key = Zeroizing::new([0u8; KEY_LEN]);
-                pbkdf2_hmac_sha256(passphrase, &salt, iterations, key.as_mut_slice());
-                Ok(RootKey {
-                    bytes: key,
-                    kdf: kdf.clone(),
-                })
-            }
-        }
+        Ok(RootKey {
+            bytes: key,
+            kdf: kdf.clone(),
+        })
     }
 
     /// Generates a fresh random root key, for example for a new key file.
@@ -102,96 +91,17 @@ impl RootKey {
     }
 }
 
-/// Fills `out` with PBKDF2-HMAC-SHA256 (RFC 8018) of `password` and `salt`.
-///
-/// Exposed only so that known-answer tests can reach the KDF without the salt-length rule of
-/// [`KdfParams`]; real callers use [`RootKey::from_passphrase`].
-///
-/// # Panics
-///
-/// If `out` is longer than (2^32 - 1) * 32 bytes, the PBKDF2 maximum.
-#[doc(hidden)]
-pub fn pbkdf2_hmac_sha256(password: &[u8], salt: &[u8], iterations: NonZeroU32, out: &mut [u8]) {
-    pbkdf2::derive(pbkdf2::PBKDF2_HMAC_SHA256, iterations, salt, password, out);
-}
-
 impl fmt::Debug for RootKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("RootKey([REDACTED])")
     }
 }
 
-/// Key derivation parameters of a root key, recorded in the wrapped keyring so the same
-/// passphrase or key file opens it later. They contain no secret, because the salt is public.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "algorithm", rename_all = "kebab-case")]
-pub enum KdfParams {
-    /// PBKDF2 with HMAC-SHA256 (RFC 8018) over a passphrase.
-    Pbkdf2HmacSha256 {
-        /// Iteration count, from 1 to [`KdfParams::MAX_PBKDF2_ITERATIONS`].
-        iterations: u32,
-        /// Salt in standard base64 with padding, at least [`KdfParams::MIN_SALT_LEN`] bytes.
-        salt: String,
-    },
-    /// No KDF: the root key is a 32-byte key file or environment variable.
-    Raw,
-}
-
-impl KdfParams {
-    /// Default PBKDF2 iteration count, the figure the OWASP Password Storage Cheat Sheet gives
-    /// for PBKDF2-HMAC-SHA256.
-    pub const PBKDF2_ITERATIONS: u32 = 600_000;
-
-    /// Largest iteration count accepted, so that an edited keyring file cannot make unlocking
-    /// run for hours. By estimate, 10,000,000 iterations take about a second on a server core.
-    pub const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;
-
-    /// Shortest salt accepted, in bytes (128 bits, the minimum of NIST SP 800-132).
-    pub const MIN_SALT_LEN: usize = 16;
-
-    /// Returns PBKDF2-HMAC-SHA256 parameters with the default iteration count and a fresh
-    /// 16-byte random salt.
-    ///
-    /// # Errors
-    ///
-    /// [`CryptoError::Random`] if the system random number generator fails.
-    pub fn new_pbkdf2() -> Result<KdfParams, CryptoError> {
-        let salt = random_bytes::<16>()?;
-        Ok(KdfParams::Pbkdf2HmacSha256 {
-            iterations: Self::PBKDF2_ITERATIONS,
-            salt: BASE64.encode(salt),
-        })
-    }
-
-    fn check_iterations(iterations: u32) -> Result<NonZeroU32, CryptoError> {
-        if iterations > Self::MAX_PBKDF2_ITERATIONS {
-            return Err(CryptoError::InvalidKeyring(format!(
-                "pbkdf2 iteration count {iterations} exceeds the maximum of {}",
-                Self::MAX_PBKDF2_ITERATIONS
-            )));
-        }
-        NonZeroU32::new(iterations).ok_or_else(|| {
-            CryptoError::InvalidKeyring("pbkdf2 iteration count must be at least 1".to_owned())
-        })
-    }
-
-    fn decode_salt(salt: &str) -> Result<Vec<u8>, CryptoError> {
-        let bytes = BASE64.decode(salt).map_err(|err| {
-            CryptoError::InvalidKeyring(format!("pbkdf2 salt is not valid base64: {err}"))
-        })?;
-        if bytes.len() < Self::MIN_SALT_LEN {
-            return Err(CryptoError::InvalidKeyring(format!(
-                "pbkdf2 salt is {} bytes; at least {} are required",
-                bytes.len(),
-                Self::MIN_SALT_LEN
-            )));
-        }
-        Ok(bytes)
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD as BASE64;
+
     use super::*;
 
     fn pbkdf2(iterations: u32) -> KdfParams {

@@ -66,13 +66,14 @@ impl WrappedKeyring {
     ///
     /// # Errors
     ///
-    /// [`CryptoError::InvalidKeyring`] if the JSON is malformed, names an unknown KDF or has an
-    /// unsupported format number.
+    /// [`CryptoError::InvalidKeyring`] if the JSON is malformed, names an unknown KDF, has KDF
+    /// parameters that fail [`KdfParams::validate`] or has an unsupported format number.
     pub fn from_json(s: &str) -> Result<Self, CryptoError> {
         let wrapped: WrappedKeyring = serde_json::from_str(s).map_err(|err| {
             CryptoError::InvalidKeyring(format!("wrapped keyring JSON is malformed: {err}"))
         })?;
         wrapped.check_format()?;
+        wrapped.kdf.validate()?;
         Ok(wrapped)
     }
 

@@ -70,11 +70,28 @@ fn empty_context_differs_from_any_context() {
 #[test]
 fn modified_format_byte_is_unsupported() {
     let (keyring, mut sealed) = sealed_hello();
+    sealed[0] = 0x03;
+
+    let result = keyring.decrypt(&sealed, CONTEXT);
+
+    assert!(matches!(result, Err(CryptoError::UnsupportedFormat(0x03))));
+}
+
+#[test]
+fn format_one_relabelled_as_two_fails() {
+    let (keyring, mut sealed) = sealed_hello();
     sealed[0] = 0x02;
 
     let result = keyring.decrypt(&sealed, CONTEXT);
 
-    assert!(matches!(result, Err(CryptoError::UnsupportedFormat(0x02))));
+    // The nonce bytes now stand where the checks belong, so a check fails first.
+    assert!(
+        matches!(
+            result,
+            Err(CryptoError::WrongKey(1) | CryptoError::WrongContext | CryptoError::Modified)
+        ),
+        "{result:?}"
+    );
 }
 
 #[test]

@@ -1,9 +1,16 @@
 //! Integration tests of keyward-crypto's public API.
 
+mod argon2_kdf;
+mod blind_index;
+mod checked_format;
 mod ciphertext;
+mod encrypted_field;
 mod known_answers;
+mod properties;
 mod redaction;
 mod rotation;
+#[cfg(feature = "sqlx-sqlite")]
+mod sqlx_sqlite;
 mod subkeys;
 mod wrapping;
 
