@@ -34,6 +34,9 @@ pub enum Command {
     /// Check the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Rotate data keys and the root key, and rewrap records, on a running server.
+    #[command(subcommand)]
+    Keys(KeysCommand),
 }
 
 /// Options of `keyward server`.
@@ -67,6 +70,10 @@ pub struct InitArgs {
     pub listen: SocketAddr,
     #[command(flatten)]
     pub root_key: RootKeyArgs,
+    /// Key derivation for --passphrase-env: PBKDF2-HMAC-SHA256 (600,000 iterations) or
+    /// Argon2id (19 MiB, 2 passes).
+    #[arg(long, value_enum, default_value_t = Kdf::Pbkdf2)]
+    pub kdf: Kdf,
     /// Print the result as JSON (root token included) instead of text.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -87,6 +94,15 @@ pub struct RootKeyArgs {
     /// Name of an environment variable holding the root key as 64 hex characters.
     #[arg(long, value_name = "VAR")]
     pub key_env: Option<String>,
+}
+
+/// Key derivation function for a passphrase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Kdf {
+    /// PBKDF2-HMAC-SHA256, 600,000 iterations: the choice where FIPS compliance matters.
+    Pbkdf2,
+    /// Argon2id with OWASP's parameters: harder to attack with GPUs.
+    Argon2id,
 }
 
 /// Output format.
@@ -222,6 +238,67 @@ pub enum PolicyCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+}
+
+/// `keyward keys ...`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Show each data key: id, creation time, state, records it protects and encryptions.
+    Status {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Make a new data key active; older keys keep decrypting.
+    Rotate {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Re-encrypt records under older data keys onto the active key, batch by batch, until
+    /// none remain. Safe to interrupt: run it again to resume.
+    Rewrap {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Records per batch, from 1 to 10,000; each batch is one transaction.
+        #[arg(long, default_value_t = 500)]
+        batch_size: u32,
+    },
+    /// Remove a data key that no record uses any more.
+    Retire {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The key's id, as `keyward keys status` shows it.
+        id: u32,
+    },
+    /// Seal the keyring under a new root key; the previous passphrase or key file stops
+    /// opening it.
+    RotateRoot {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(flatten)]
+        new_key: NewRootKeyArgs,
+        /// Key derivation for --new-passphrase-env (default: pbkdf2).
+        #[arg(long, value_enum, requires = "new_passphrase_env")]
+        kdf: Option<Kdf>,
+        /// Configuration file whose [root_key] section to point at the new key's source.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}
+
+/// The source of the new root key of `keys rotate-root`. Exactly one is required.
+#[derive(Debug, Args, Clone)]
+#[group(required = true, multiple = false)]
+pub struct NewRootKeyArgs {
+    /// Name of an environment variable holding the new passphrase.
+    #[arg(long, value_name = "VAR")]
+    pub new_passphrase_env: Option<String>,
+    /// File holding the new 32-byte root key (raw bytes, or 64 hex characters); created with
+    /// a random key (mode 0600) when it does not exist.
+    #[arg(long, value_name = "PATH")]
+    pub new_key_file: Option<PathBuf>,
+    /// Name of an environment variable holding the new root key as 64 hex characters.
+    #[arg(long, value_name = "VAR")]
+    pub new_key_env: Option<String>,
 }
 
 /// `keyward audit ...`

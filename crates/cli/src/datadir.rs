@@ -4,7 +4,8 @@
 //! `keyward.db` (SQLite, ciphertext only), `audit/audit.log` and its head file, `tls/` (CA,
 //! certificate, key) and `keyward.toml`. Every file is created mode 0600 and the dir 0700.
 //! Opening unwraps the keyring before touching anything else, so a wrong passphrase changes
-//! nothing on disk.
+//! nothing on disk. The open manager keeps the root key and replaces `keyring.json`
+//! atomically after each key change.
 
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -14,13 +15,14 @@ use std::sync::Arc;
 
 use keyward_audit::{AuditKey, AuditLog};
 use keyward_crypto::{CryptoError, KdfParams, Keyring, RootKey, WrappedKeyring};
-use keyward_manager::{IssuedToken, ManagerConfig, RequestContext, SecretsManager};
+use keyward_manager::{IssuedToken, KeyManagement, ManagerConfig, RequestContext, SecretsManager};
 use keyward_store::SqliteStore;
 use zeroize::Zeroizing;
 
-use crate::cli::{Format, InitArgs, RootKeyArgs};
+use crate::cli::{Format, InitArgs, Kdf, RootKeyArgs};
 use crate::config::{Config, RootKeySource};
 use crate::error::CliError;
+use crate::keyring_file::KeyringFile;
 
 /// Label of the subkey that keys token hashes.
 const TOKEN_HASH_LABEL: &str = "keyward/token-hash/v1";
@@ -91,14 +93,17 @@ pub async fn read_root_key(source: &RootKeySource, kdf: &KdfParams) -> Result<Ro
                     "environment variable {name} is empty"
                 )));
             }
-            if !matches!(kdf, KdfParams::Pbkdf2HmacSha256 { .. }) {
+            if !matches!(
+                kdf,
+                KdfParams::Pbkdf2HmacSha256 { .. } | KdfParams::Argon2id { .. }
+            ) {
                 return Err(CliError::Usage(
                     "the keyring was not sealed with a passphrase: use the key file or key variable it was made with".into(),
                 ));
             }
 
-            // PBKDF2 at 600,000 iterations takes tens of milliseconds: keep it off the async
-            // workers.
+            // PBKDF2 at 600,000 iterations and Argon2id take tens of milliseconds: keep them off
+            // the async workers.
             let kdf = kdf.clone();
             tokio::task::spawn_blocking(move || {
                 RootKey::from_passphrase(passphrase.as_bytes(), &kdf)
@@ -204,14 +209,16 @@ pub async fn open(
         ),
         other => CliError::Other(format!("cannot open the keyring: {other}")),
     })?;
-    drop(root);
 
-    open_with_keyring(dir, Arc::new(keyring), manager_config).await
+    open_with_keyring(dir, Arc::new(keyring), root, manager_config).await
 }
 
+/// Opens the store and the audit log with an unwrapped keyring and builds the manager. The
+/// manager keeps `root` to seal the keyring again after each key change.
 async fn open_with_keyring(
     dir: &DataDir,
     keyring: Arc<Keyring>,
+    root: RootKey,
     manager_config: ManagerConfig,
 ) -> Result<Opened, CliError> {
     let token_key = keyring.derive_subkey(TOKEN_HASH_LABEL);
@@ -231,7 +238,12 @@ async fn open_with_keyring(
 
     let manager = SecretsManager::new(store.clone(), audit.clone(), token_key, manager_config)
         .await
-        .map_err(|e| CliError::Other(format!("cannot start the manager: {e}")))?;
+        .map_err(|e| CliError::Other(format!("cannot start the manager: {e}")))?
+        .with_key_management(KeyManagement {
+            keyring: store.keyring_handle(),
+            root_key: root,
+            sink: Arc::new(KeyringFile::new(dir.keyring())),
+        });
     Ok(Opened {
         manager: Arc::new(manager),
         store,
@@ -269,7 +281,6 @@ pub async fn initialise(
     let wrapped = keyring
         .wrap(&root)
         .map_err(|e| CliError::Other(format!("cannot seal keyring: {e}")))?;
-    drop(root);
 
     create_private_dir(&dir.tls())?;
     let certificate =
@@ -279,7 +290,7 @@ pub async fn initialise(
     // The keyring is written last among the key files: its presence marks an initialised dir.
     write_new_private_file(&dir.keyring(), wrapped.to_json().as_bytes())?;
 
-    let opened = open_with_keyring(dir, Arc::new(keyring), manager_config).await?;
+    let opened = open_with_keyring(dir, Arc::new(keyring), root, manager_config).await?;
     let ctx = RequestContext {
         request_id: "init".to_owned(),
         remote_addr: Ipv4Addr::LOCALHOST.into(),
@@ -304,7 +315,11 @@ pub async fn init_command(args: InitArgs) -> Result<(), CliError> {
 
     let root = match &source {
         RootKeySource::PassphraseEnv { .. } => {
-            let kdf = KdfParams::new_pbkdf2().map_err(|e| CliError::Other(e.to_string()))?;
+            let kdf = match args.kdf {
+                Kdf::Pbkdf2 => KdfParams::new_pbkdf2(),
+                Kdf::Argon2id => KdfParams::new_argon2id(),
+            }
+            .map_err(|e| CliError::Other(e.to_string()))?;
             read_root_key(&source, &kdf).await?
         }
         RootKeySource::KeyFile { path } if !path.exists() => {

@@ -6,6 +6,7 @@ mod commands;
 mod config;
 mod datadir;
 mod error;
+mod keyring_file;
 mod serve;
 
 use std::io::IsTerminal;
@@ -48,6 +49,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Token(command) => commands::token::run(command).await,
         Command::Policy(command) => commands::policy::run(command).await,
         Command::Audit(command) => commands::audit::run(command),
+        Command::Keys(command) => commands::keys::run(command).await,
     }
 }
 

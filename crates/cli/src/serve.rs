@@ -130,7 +130,11 @@ async fn serve(opened: Opened, config: ServerConfig) -> Result<(), CliError> {
 
     let result = keyward_server::serve(Arc::clone(&manager), config, shutdown_signal()).await;
 
-    // Close in dependency order so every acknowledged write and audit entry is on disk.
+    // Save the keyring's encryption counts, then close in dependency order so every
+    // acknowledged write and audit entry is on disk.
+    if let Err(error) = manager.shutdown().await {
+        tracing::error!(%error, "saving the keyring at shutdown failed; encryption counts since the last save are lost");
+    }
     drop(manager);
     audit.close();
     store.close().await;

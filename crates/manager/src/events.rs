@@ -87,6 +87,29 @@ pub enum SecurityEvent {
     },
     /// The audit log could not be written; requests are being refused.
     AuditFailure,
+    /// A new data key became active; older keys now only decrypt.
+    DataKeyRotated {
+        /// The new active key's id.
+        key_id: u32,
+        /// Why: `requested` by an operator, or `encryption limit` when the active key reached
+        /// its configured number of encryptions.
+        reason: String,
+    },
+    /// A data key that no stored version used any more was removed from the keyring.
+    KeyRetired {
+        /// The removed key's id.
+        key_id: u32,
+    },
+    /// The keyring was sealed under a new root key; the previous one no longer opens it.
+    RootKeyRotated {
+        /// The new root key's KDF: `pbkdf2-hmac-sha256`, `argon2id` or `raw`.
+        kdf: String,
+    },
+    /// A rewrap batch moved the last stored versions onto the active data key.
+    RewrapFinished {
+        /// The active key, which now protects every stored version.
+        key_id: u32,
+    },
 }
 
 /// The in-process event bus.

@@ -444,6 +444,9 @@ impl SecretsManager {
                 operation: kind,
                 version,
             });
+            if version.is_some() {
+                self.check_encryption_budget(op.ctx).await;
+            }
         }
         result
     }

@@ -9,6 +9,7 @@
 mod admin;
 mod error;
 mod events;
+mod keys;
 mod kv;
 mod lockout;
 mod manager;
@@ -17,6 +18,11 @@ mod token;
 
 pub use error::ManagerError;
 pub use events::{EventBus, SecurityEvent};
+pub use keys::{
+    KeyManagement, KeyState, KeyStatus, KeyringSink, MAX_REWRAP_BATCH, RotatedKey, RotatedRoot,
+    kdf_name,
+};
+pub use keyward_store::RewrapProgress;
 pub use kv::{KV_MOUNT, KvRead};
 pub use lockout::LockoutConfig;
 pub use manager::{

@@ -13,6 +13,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use keyward_audit::AuditLog;
+use keyward_crypto::Keyring;
 use keyward_store::{SecretStore, StoreError, TokenRecord};
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
@@ -20,6 +21,7 @@ use zeroize::Zeroizing;
 
 use crate::ManagerError;
 use crate::events::{EventBus, SecurityEvent};
+use crate::keys::KeyLifecycle;
 use crate::lockout::{Lockout, LockoutConfig};
 use crate::policy::{Capability, Policy, PolicySet};
 use crate::token::{self, MAX_TOKEN_LEN, TOKEN_PREFIX};
@@ -53,6 +55,11 @@ pub struct ManagerConfig {
     pub max_token_ttl: Duration,
     /// Authentication failure lockout.
     pub lockout: LockoutConfig,
+    /// Encryptions after which the manager rotates the active data key by itself. Values
+    /// above [`Keyring::MAX_ENCRYPTIONS_PER_KEY`] are lowered to it and 0 is raised to 1.
+    pub data_key_rotate_after: u64,
+    /// Encryptions between two saves of the keyring, which persist its encryption counts.
+    pub keyring_save_every: u64,
 }
 
 impl Default for ManagerConfig {
@@ -63,6 +70,9 @@ impl Default for ManagerConfig {
             default_token_ttl: Duration::from_secs(768 * 3600),
             max_token_ttl: Duration::from_secs(768 * 3600),
             lockout: LockoutConfig::default(),
+            // Half of the hard limit, which is itself half of the 2^32 random-nonce bound.
+            data_key_rotate_after: Keyring::ROTATE_AFTER_ENCRYPTIONS,
+            keyring_save_every: 65_536,
         }
     }
 }
@@ -113,6 +123,8 @@ pub struct SecretsManager {
     pub(crate) policies: RwLock<HashMap<String, Arc<Policy>>>,
     token_hash_key: Zeroizing<[u8; 32]>,
     lockout: Lockout,
+    /// Data-key and root-key management; `None` until [`SecretsManager::with_key_management`].
+    pub(crate) keys: Option<KeyLifecycle>,
 }
 
 impl std::fmt::Debug for SecretsManager {
@@ -151,6 +163,7 @@ impl SecretsManager {
             policies: RwLock::new(HashMap::new()),
             token_hash_key: Zeroizing::new(token_hash_key),
             lockout,
+            keys: None,
         };
 
         match manager.store.get_policy(DEFAULT_POLICY).await {

@@ -75,7 +75,9 @@ mod tests {
 
         handle.replace(Arc::new(Keyring::generate().expect("generate")));
 
-        let opened = snapshot.decrypt(&sealed, b"ctx").expect("old snapshot decrypts");
+        let opened = snapshot
+            .decrypt(&sealed, b"ctx")
+            .expect("old snapshot decrypts");
         assert_eq!(opened.as_slice(), b"value");
     }
 }

@@ -142,6 +142,9 @@ pub trait SecretStore: Send + Sync + 'static {
 
     /// Counts the stored (not destroyed) versions under each data key id. Soft-deleted
     /// versions count, because an undelete makes them readable again.
+    ///
+    /// The count includes every write already in progress, so that a key retired on a count
+    /// of 0 protects no version.
     async fn count_by_key(&self) -> Result<BTreeMap<u32, u64>, StoreError>;
 
     /// Re-encrypts up to `limit` stored versions that are not under the active data key onto

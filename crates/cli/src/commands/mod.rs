@@ -1,8 +1,10 @@
 //! The client-side commands: each maps onto one or two API calls and prints the result.
 
 pub mod audit;
+pub mod keys;
 pub mod kv;
 pub mod policy;
+mod rotate_root;
 pub mod token;
 
 use serde_json::Value;

@@ -13,4 +13,5 @@ mod cli;
 mod compare;
 mod durability;
 mod harness;
+mod keys;
 mod tls;

@@ -4,5 +4,6 @@ mod access;
 mod audit_trail;
 mod auth;
 mod common;
+mod keys;
 mod kv;
 mod tokens;

@@ -7,6 +7,7 @@
 //! 405. So a client without a valid token learns nothing about which routes exist.
 
 pub(crate) mod envelope;
+mod keys;
 mod kv;
 pub(crate) mod params;
 mod policy;
@@ -166,6 +167,11 @@ async fn route_request(
         Route::Policy(name) => policy::acl(state, request, caller, &name).await,
         Route::LegacyPolicyList => policy::legacy_list(state, request, caller).await,
         Route::LegacyPolicy(name) => policy::legacy(state, request, caller, &name).await,
+        Route::KeysStatus => keys::status(state, request, caller).await,
+        Route::KeysRotate => keys::rotate(state, request, caller).await,
+        Route::KeysRewrap => keys::rewrap(state, request, caller).await,
+        Route::KeysRotateRoot => keys::rotate_root(state, request, caller).await,
+        Route::Key(id) => keys::retire(state, request, caller, id).await,
         Route::Health | Route::SealStatus | Route::Leader | Route::Unknown => {
             Err(Rejection::unsupported_path().into())
         }

@@ -92,6 +92,16 @@ pub(crate) enum Route {
     LegacyPolicyList,
     /// `sys/policy/<name>` (Vault's older API).
     LegacyPolicy(String),
+    /// `sys/keys`: data key status.
+    KeysStatus,
+    /// `sys/keys/rotate`: a new active data key.
+    KeysRotate,
+    /// `sys/keys/rewrap`: one batch of re-encryption onto the active key.
+    KeysRewrap,
+    /// `sys/keys/rotate-root`: seal the keyring under a new root key.
+    KeysRotateRoot,
+    /// `sys/keys/<id>`: one data key, for retirement.
+    Key(u32),
     /// No route serves the path.
     Unknown,
 }
@@ -119,6 +129,11 @@ impl Route {
             Route::Policy(_) => "sys/policies/acl/{name}",
             Route::LegacyPolicyList => "sys/policy",
             Route::LegacyPolicy(_) => "sys/policy/{name}",
+            Route::KeysStatus => "sys/keys",
+            Route::KeysRotate => "sys/keys/rotate",
+            Route::KeysRewrap => "sys/keys/rewrap",
+            Route::KeysRotateRoot => "sys/keys/rotate-root",
+            Route::Key(_) => "sys/keys/{id}",
             Route::Unknown => "unknown",
         }
     }
@@ -146,6 +161,9 @@ impl Route {
             Route::PolicyList => operation == List,
             Route::Policy(_) | Route::LegacyPolicy(_) => matches!(operation, Read | Write | Delete),
             Route::LegacyPolicyList => matches!(operation, Read | List),
+            Route::KeysStatus => operation == Read,
+            Route::KeysRotate | Route::KeysRewrap | Route::KeysRotateRoot => operation == Write,
+            Route::Key(_) => operation == Delete,
             Route::Unknown => false,
         }
     }
@@ -203,6 +221,10 @@ pub(crate) fn resolve(raw_path: &str) -> Result<Route, Rejection> {
         Route::LegacyPolicyList
     } else if let Some(name) = trimmed.strip_prefix("sys/policy/") {
         Route::LegacyPolicy(policy_name(name)?)
+    } else if trimmed == "sys/keys" {
+        Route::KeysStatus
+    } else if let Some(name) = trimmed.strip_prefix("sys/keys/") {
+        key_route(name)
     } else {
         match trimmed {
             "auth/token/lookup-self" => Route::TokenLookupSelf,
@@ -215,6 +237,19 @@ pub(crate) fn resolve(raw_path: &str) -> Result<Route, Rejection> {
         }
     };
     Ok(route)
+}
+
+/// Resolves `sys/keys/<name>`: an action, or a key id in decimal without leading zeros.
+fn key_route(name: &str) -> Route {
+    match name {
+        "rotate" => Route::KeysRotate,
+        "rewrap" => Route::KeysRewrap,
+        "rotate-root" => Route::KeysRotateRoot,
+        id if id.bytes().all(|b| b.is_ascii_digit()) && !id.starts_with('0') => {
+            id.parse().map(Route::Key).unwrap_or(Route::Unknown)
+        }
+        _ => Route::Unknown,
+    }
 }
 
 /// Parses the secret part of a data or version path; a trailing slash is not a secret name.
@@ -320,6 +355,31 @@ mod tests {
             resolve("/v1/auth/token/create-orphan"),
             Ok(Route::TokenCreate { orphan: true })
         );
+    }
+
+    #[test]
+    fn key_routes_resolve() {
+        assert_eq!(resolve("/v1/sys/keys"), Ok(Route::KeysStatus));
+        assert_eq!(resolve("/v1/sys/keys/rotate"), Ok(Route::KeysRotate));
+        assert_eq!(resolve("/v1/sys/keys/rewrap"), Ok(Route::KeysRewrap));
+        assert_eq!(
+            resolve("/v1/sys/keys/rotate-root"),
+            Ok(Route::KeysRotateRoot)
+        );
+        assert_eq!(resolve("/v1/sys/keys/42"), Ok(Route::Key(42)));
+        for unknown in [
+            "/v1/sys/keys/042",
+            "/v1/sys/keys/0",
+            "/v1/sys/keys/99999999999",
+            "/v1/sys/keys/abc",
+            "/v1/sys/keys/1/x",
+        ] {
+            assert_eq!(resolve(unknown), Ok(Route::Unknown), "{unknown}");
+        }
+        assert!(Route::KeysStatus.supports(Operation::Read));
+        assert!(!Route::KeysRotate.supports(Operation::Read));
+        assert!(Route::Key(1).supports(Operation::Delete));
+        assert!(!Route::Key(1).supports(Operation::Write));
     }
 
     #[test]

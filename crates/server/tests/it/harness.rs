@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keyward_audit::{AuditKey, AuditLog};
-use keyward_crypto::Keyring;
-use keyward_manager::{ManagerConfig, RequestContext, SecretsManager};
+use keyward_crypto::{Keyring, RootKey, WrappedKeyring};
+use keyward_manager::{KeyManagement, KeyringSink, ManagerConfig, RequestContext, SecretsManager};
 use keyward_server::{CertificateReloader, DevCertificate, Server, ServerConfig};
 use keyward_store::SqliteStore;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -18,6 +18,18 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
+
+/// Root key that seals the test server's `keyring.json`.
+pub const ROOT_KEY_BYTES: [u8; 32] = [0x24; 32];
+
+/// Saves the wrapped keyring to a file, as `keyward` does (without its crash safety).
+struct KeyringFile(PathBuf);
+
+impl KeyringSink for KeyringFile {
+    fn save(&self, wrapped: &WrappedKeyring) -> Result<(), String> {
+        std::fs::write(&self.0, wrapped.to_json()).map_err(|error| error.to_string())
+    }
+}
 
 /// A running server and what a test needs to reach it.
 pub struct TestServer {
@@ -49,10 +61,16 @@ impl TestServer {
         let audit_path = dir.path().join("audit.log");
         let audit =
             AuditLog::open(&audit_path, AuditKey::from_bytes([9; 32])).expect("audit opens");
+        let keys = KeyManagement {
+            keyring: store.keyring_handle(),
+            root_key: RootKey::from_bytes(&ROOT_KEY_BYTES).expect("root key"),
+            sink: Arc::new(KeyringFile(dir.path().join("keyring.json"))),
+        };
         let manager =
             SecretsManager::new(Arc::new(store), audit, [5; 32], ManagerConfig::default())
                 .await
-                .expect("manager starts");
+                .expect("manager starts")
+                .with_key_management(keys);
         let bootstrap = RequestContext {
             request_id: "bootstrap".into(),
             remote_addr: "127.0.0.1".parse().expect("valid address"),
@@ -159,6 +177,13 @@ impl TestServer {
     /// Opens a raw HTTP/1.1 connection over TLS 1.3 that trusts `ca_pem`.
     pub async fn raw_connection(&self, ca_pem: &str) -> std::io::Result<RawConnection> {
         RawConnection::open(self.addr, ca_pem).await
+    }
+
+    /// Returns the keyring the server saved last, from `keyring.json` in its data dir.
+    pub fn saved_keyring(&self) -> WrappedKeyring {
+        let json = std::fs::read_to_string(self.dir.path().join("keyring.json"))
+            .expect("keyring.json was saved");
+        WrappedKeyring::from_json(&json).expect("keyring.json parses")
     }
 
     /// Counts audit entries of type `rejected` whose reason is `reason`.

@@ -3,6 +3,7 @@
 
 mod golden;
 mod harness;
+mod keys;
 mod routes;
 mod tls;
 mod transport;

@@ -9,7 +9,7 @@
 //! Secret data is stored only as ciphertext from the [`Keyring`], bound to its path and version
 //! by [`secret_aad`](crate::secret_aad). The database also contains hashed tokens and policies in
 //! plain text. The keyring sits in a [`KeyringHandle`], so a rotated keyring can be swapped in
-//! while the store serves; rewrapping older records onto the new key is a separate, batched
+//! while the store serves. Rewrapping older records onto the new key is a separate, batched
 //! call. This backend does not coordinate several processes beyond SQLite's own locking (a busy
 //! timeout).
 //!

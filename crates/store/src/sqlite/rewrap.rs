@@ -20,12 +20,16 @@ use crate::path::SecretPath;
 use crate::store::{RewrapProgress, StoreError};
 
 /// Counts stored versions per key id; see [`crate::SecretStore::count_by_key`].
+///
+/// Runs on the one writer connection, so it waits for any write in progress to commit. A
+/// write that took the keyring before a rotation is then counted, which a reader's snapshot
+/// could miss, and a count of 0 for a key that is no longer active stays 0.
 pub(super) async fn count_by_key(store: &SqliteStore) -> Result<BTreeMap<u32, u64>, StoreError> {
     let rows = sqlx::query(
         "SELECT key_id, COUNT(*) AS records FROM secret_versions
          WHERE key_id IS NOT NULL GROUP BY key_id",
     )
-    .fetch_all(&store.reader)
+    .fetch_all(&store.writer)
     .await
     .map_err(backend_error)?;
 

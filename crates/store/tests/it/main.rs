@@ -4,5 +4,6 @@ mod at_rest;
 mod common;
 mod listing;
 mod metadata;
+mod rewrap;
 mod tokens;
 mod versions;
