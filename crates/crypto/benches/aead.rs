@@ -17,7 +17,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use keyward_crypto::{Keyring, NONCE_LEN, TAG_LEN, aes_256_gcm_open, aes_256_gcm_seal};
 use zeroize::Zeroize as _;
 
@@ -151,4 +151,79 @@ criterion_group! {
     config = config();
     targets = encrypt, decrypt, nonce
 }
-criterion_main!(benches);
+
+/// Runs the criterion groups, then prints one table with Keyward's API next to the prepared
+/// aws-lc-rs key at each size and the ratio between them, measured in the same run.
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    print_ratio_table();
+}
+
+/// Median nanoseconds per call of `op`, over 7 rounds of `iterations` calls.
+fn median_ns(iterations: u32, mut op: impl FnMut()) -> f64 {
+    let mut rounds: Vec<f64> = (0..7)
+        .map(|_| {
+            let start = std::time::Instant::now();
+            for _ in 0..iterations {
+                op();
+            }
+            start.elapsed().as_nanos() as f64 / f64::from(iterations)
+        })
+        .collect();
+    rounds.sort_by(f64::total_cmp);
+    rounds[rounds.len() / 2]
+}
+
+fn print_ratio_table() {
+    let keyring = Keyring::generate().expect("generate keyring");
+    let key = prepared_key();
+
+    println!();
+    println!("Keyward API vs prepared aws-lc-rs key (median ns/op; share = bare time / API time)");
+    println!(
+        "{:<8} {:>12} {:>12} {:>8} {:>12} {:>12} {:>12} {:>8}",
+        "size", "enc API", "enc bare", "share", "enc MB/s", "dec API", "dec bare", "share"
+    );
+    for size in SIZES {
+        let plaintext = vec![0x5a_u8; size];
+        let iterations = if size > 4096 { 2_000 } else { 50_000 };
+
+        let enc_api = median_ns(iterations, || {
+            black_box(
+                keyring
+                    .encrypt(black_box(&plaintext), CONTEXT)
+                    .expect("encrypt"),
+            );
+        });
+        let enc_bare = median_ns(iterations, || {
+            black_box(prepared_seal(&key, black_box(&plaintext)));
+        });
+
+        let sealed = keyring.encrypt(&plaintext, CONTEXT).expect("encrypt");
+        let bare = prepared_seal(&key, &plaintext);
+        let dec_api = median_ns(iterations, || {
+            let mut opened = keyring
+                .decrypt(black_box(&sealed), CONTEXT)
+                .expect("decrypt");
+            opened.as_mut_slice().zeroize();
+            opened.clear();
+        });
+        let dec_bare = median_ns(iterations, || {
+            black_box(prepared_open(&key, black_box(&bare)));
+        });
+
+        println!(
+            "{:<8} {:>12.0} {:>12.0} {:>7.0}% {:>12.0} {:>12.0} {:>12.0} {:>7.0}%",
+            size,
+            enc_api,
+            enc_bare,
+            100.0 * enc_bare / enc_api,
+            size as f64 / enc_api * 1000.0,
+            dec_api,
+            dec_bare,
+            100.0 * dec_bare / dec_api,
+        );
+    }
+    println!("For scale: openssl speed -evp aes-256-gcm");
+}
