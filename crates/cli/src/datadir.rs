@@ -23,12 +23,20 @@ use crate::cli::{Format, InitArgs, Kdf, RootKeyArgs};
 use crate::config::{Config, RootKeySource};
 use crate::error::CliError;
 use crate::keyring_file::KeyringFile;
+use crate::shell;
 
 /// Label of the subkey that keys token hashes.
 const TOKEN_HASH_LABEL: &str = "keyward/token-hash/v1";
 
 /// Label of the subkey that keys HMACs in audit entries.
 const AUDIT_HMAC_LABEL: &str = "keyward/audit-hmac/v1";
+
+/// Minimum length of a new passphrase, in characters. Existing keyrings open with any
+/// passphrase.
+pub const MIN_PASSPHRASE_CHARS: usize = 12;
+
+/// Names the self-signed certificate from `init` and `server --dev` is valid for.
+const DEV_CERT_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
 /// Paths inside a data dir.
 #[derive(Debug, Clone)]
@@ -127,6 +135,16 @@ pub async fn read_root_key(source: &RootKeySource, kdf: &KdfParams) -> Result<Ro
             parse_raw_key(value.as_bytes(), &format!("environment variable {name}"))
         }
     }
+}
+
+/// Rejects a new passphrase shorter than [`MIN_PASSPHRASE_CHARS`] characters.
+pub fn check_new_passphrase(passphrase: &str) -> Result<(), CliError> {
+    if passphrase.chars().count() < MIN_PASSPHRASE_CHARS {
+        return Err(CliError::Usage(format!(
+            "passphrase too short: use at least {MIN_PASSPHRASE_CHARS} characters"
+        )));
+    }
+    Ok(())
 }
 
 /// Accepts exactly 32 raw bytes, or 64 hex characters with optional surrounding whitespace.
@@ -283,9 +301,8 @@ pub async fn initialise(
         .map_err(|e| CliError::Other(format!("cannot seal keyring: {e}")))?;
 
     create_private_dir(&dir.tls())?;
-    let certificate =
-        keyward_server::generate_dev_certificate(&dir.tls(), &["localhost", "127.0.0.1", "::1"])
-            .map_err(|e| CliError::Other(format!("cannot create TLS certificate: {e}")))?;
+    let certificate = keyward_server::generate_dev_certificate(&dir.tls(), &DEV_CERT_HOSTS)
+        .map_err(|e| CliError::Other(format!("cannot create TLS certificate: {e}")))?;
 
     // The keyring is written last among the key files: its presence marks an initialised dir.
     write_new_private_file(&dir.keyring(), wrapped.to_json().as_bytes())?;
@@ -314,7 +331,11 @@ pub async fn init_command(args: InitArgs) -> Result<(), CliError> {
     let source = source_from_args(&args.root_key);
 
     let root = match &source {
-        RootKeySource::PassphraseEnv { .. } => {
+        RootKeySource::PassphraseEnv { name } => {
+            // An unset variable is reported by `read_root_key` below.
+            if let Ok(passphrase) = std::env::var(name).map(Zeroizing::new) {
+                check_new_passphrase(&passphrase)?;
+            }
             let kdf = match args.kdf {
                 Kdf::Pbkdf2 => KdfParams::new_pbkdf2(),
                 Kdf::Argon2id => KdfParams::new_argon2id(),
@@ -348,31 +369,51 @@ pub async fn init_command(args: InitArgs) -> Result<(), CliError> {
     initialised.opened.store.close().await;
 
     let token = initialised.root_token.token.expose();
+    let addr = shell::client_addr(args.listen);
     match args.format {
         Format::Json => {
             let out = serde_json::json!({
                 "data_dir": args.data_dir,
                 "config": dir.config(),
+                "addr": addr,
                 "ca_file": initialised.ca_file,
                 "root_token": token,
                 "root_accessor": initialised.root_token.record.accessor,
             });
             println!("{out}");
         }
-        Format::Table => {
-            println!("Initialised {}", args.data_dir.display());
-            println!("Configuration: {}", dir.config().display());
-            println!("CA file:       {}", initialised.ca_file.display());
-            println!("Root token:    {token}");
-            println!();
-            println!("The root token is shown once. Store it safely, create narrower tokens for");
-            println!(
-                "applications, and start the server with: keyward server --config {}",
-                dir.config().display()
-            );
-        }
+        Format::Table => print_init_summary(&dir, &addr, &initialised.ca_file, token),
     }
     Ok(())
+}
+
+/// Prints what `init` made, how to start the server and how to point clients at it.
+fn print_init_summary(dir: &DataDir, addr: &str, ca_file: &Path, token: &str) {
+    let config = dir.config();
+    println!("Initialised {}", dir.root.display());
+    println!("Configuration: {}", config.display());
+    println!("Address:       {addr}");
+    println!("CA file:       {}", ca_file.display());
+    println!("Root token:    {token}");
+    println!();
+    println!("The root token is shown once. Store it safely, create narrower tokens for");
+    println!(
+        "applications, and start the server with: keyward server --config {}",
+        config.display()
+    );
+    println!();
+    println!("Then, to use it from a shell with keyward, bao or vault:");
+    println!();
+    print!("{}", shell::export_lines(addr, ca_file, token));
+    println!();
+    println!(
+        "The TLS certificate is a self-signed development certificate for {} only.",
+        DEV_CERT_HOSTS.join(", ")
+    );
+    println!(
+        "Replace cert.pem and key.pem in {} with your own for anything but local use.",
+        dir.tls().display()
+    );
 }
 
 /// Resolves the TLS files of a configuration.
@@ -389,4 +430,24 @@ pub fn tls_files(config: &Config) -> (PathBuf, PathBuf) {
 /// The default listen address of `keyward server --dev`.
 pub fn dev_listen() -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, 8200))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_new_passphrase_is_rejected() {
+        for passphrase in ["", "hunter2", "eleven char"] {
+            let error = check_new_passphrase(passphrase).expect_err(passphrase);
+            assert!(matches!(error, CliError::Usage(_)), "{error}");
+            assert_eq!(
+                error.to_string(),
+                "passphrase too short: use at least 12 characters"
+            );
+        }
+        assert!(check_new_passphrase("twelve chars").is_ok());
+        // Characters are counted, not bytes: six two-byte characters are too few.
+        assert!(check_new_passphrase("éééééé").is_err());
+    }
 }

@@ -5,9 +5,11 @@ mod client;
 mod commands;
 mod config;
 mod datadir;
+mod duration;
 mod error;
 mod keyring_file;
 mod serve;
+mod shell;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -12,6 +12,7 @@ use crate::cli::ServerArgs;
 use crate::config::{Config, Limits, RootKeySource};
 use crate::datadir::{self, DataDir, Opened};
 use crate::error::CliError;
+use crate::shell;
 
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn run(args: ServerArgs) -> Result<(), CliError> {
@@ -19,10 +20,13 @@ pub async fn run(args: ServerArgs) -> Result<(), CliError> {
         return run_dev(args).await;
     }
 
-    let config_path = args
-        .config
-        .as_deref()
-        .ok_or_else(|| CliError::Usage("--config is required unless --dev is given".into()))?;
+    let config_path = args.config.as_deref().ok_or_else(|| {
+        CliError::Usage(
+            "no configuration: pass --config FILE (or set KEYWARD_CONFIG) to serve a data dir \
+             made by `keyward init`, or --dev for a throwaway development server"
+                .into(),
+        )
+    })?;
     let mut config = Config::load(config_path)?;
     if let Some(listen) = args.listen {
         config.listen = listen;
@@ -74,7 +78,7 @@ async fn run_dev(args: ServerArgs) -> Result<(), CliError> {
 }
 
 fn print_dev_banner(config: &Config, ca_file: &Path, token: &str) {
-    let addr = format!("https://{}", config.listen);
+    let addr = shell::client_addr(config.listen);
     let ca = ca_file.display();
     println!("Keyward is running in development mode: data is temporary and lost on exit.");
     println!("Do not store real secrets in it.");
@@ -85,9 +89,7 @@ fn print_dev_banner(config: &Config, ca_file: &Path, token: &str) {
     println!();
     println!("To use it from this shell with keyward, bao or vault:");
     println!();
-    println!("export KEYWARD_ADDR='{addr}' KEYWARD_CACERT='{ca}' KEYWARD_TOKEN='{token}'");
-    println!("export BAO_ADDR='{addr}' BAO_CACERT='{ca}' BAO_TOKEN='{token}'");
-    println!("export VAULT_ADDR='{addr}' VAULT_CACERT='{ca}' VAULT_TOKEN='{token}'");
+    print!("{}", shell::export_lines(&addr, ca_file, token));
     println!();
 }
 

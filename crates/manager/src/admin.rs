@@ -12,14 +12,10 @@ use time::OffsetDateTime;
 use crate::events::SecurityEvent;
 use crate::manager::{Caller, DEFAULT_POLICY, Operation, RequestContext};
 use crate::policy::{Capability, Policy, ROOT_POLICY, validate_policy_name};
-use crate::token::{self, IssuedToken, TokenCreateRequest};
+use crate::token::{
+    self, IssuedToken, TokenCreateRequest, display_name, expiry_after, validate_meta,
+};
 use crate::{ManagerError, SecretsManager};
-
-/// Longest display name accepted for a token.
-const MAX_DISPLAY_NAME_LEN: usize = 128;
-
-/// Most metadata pairs a token may carry.
-const MAX_TOKEN_META: usize = 64;
 
 /// Most policies a token may carry.
 const MAX_TOKEN_POLICIES: usize = 64;
@@ -158,41 +154,44 @@ impl SecretsManager {
             }
         }
 
-        // Vault names tokens `token`, or `token-<name>` when the creator gives a name.
-        let display_name = match request.display_name {
-            Some(name) if !name.is_empty() => format!("token-{name}"),
-            _ => "token".to_owned(),
-        };
-        if display_name.len() > MAX_DISPLAY_NAME_LEN {
-            return Err(ManagerError::Invalid(format!(
-                "display_name longer than {MAX_DISPLAY_NAME_LEN} characters"
-            )));
-        }
-        if request.meta.len() > MAX_TOKEN_META {
-            return Err(ManagerError::Invalid(format!(
-                "a token may carry at most {MAX_TOKEN_META} metadata pairs"
-            )));
-        }
+        let display_name = display_name(request.display_name.as_deref())?;
+        validate_meta(&request.meta)?;
 
-        let ttl = request
+        let requested_ttl = request
             .ttl_secs
             .map(Duration::from_secs)
             .unwrap_or(self.config.default_token_ttl)
             .min(self.config.max_token_ttl);
-        if ttl.is_zero() {
+        if requested_ttl.is_zero() {
             return Err(ManagerError::Invalid("ttl must be positive".into()));
+        }
+        let now = OffsetDateTime::now_utc();
+        let mut expire_time = expiry_after(now, requested_ttl)?;
+        // A child never outlives its parent, as in Vault. An orphan has no parent and keeps
+        // its own TTL, which still comes from the request or the default.
+        if !request.no_parent
+            && let Some(parent_expiry) = caller.token.expire_time
+        {
+            expire_time = expire_time.min(parent_expiry);
+        }
+        let ttl_secs = u64::try_from((expire_time - now).whole_seconds()).unwrap_or(0);
+        if ttl_secs == 0 {
+            return Err(ManagerError::Invalid(
+                "the parent token expires in less than a second: renew it or create an orphan \
+                 token"
+                    .into(),
+            ));
         }
 
         let (secret, accessor) = token::generate()?;
-        let now = OffsetDateTime::now_utc();
         let record = TokenRecord {
             token_hash: self.hash_token(secret.expose()),
             accessor,
             policies,
             display_name,
             created_time: now,
-            expire_time: Some(now + ttl),
-            creation_ttl_secs: ttl.as_secs(),
+            expire_time: Some(expire_time),
+            creation_ttl_secs: ttl_secs,
             renewable: request.renewable.unwrap_or(true),
             parent_accessor: (!request.no_parent).then(|| caller.accessor().to_owned()),
             meta: request.meta,
@@ -219,7 +218,7 @@ impl SecretsManager {
         result
     }
 
-    /// Revokes the caller's own token.
+    /// Revokes the caller's own token and every token descended from it.
     pub async fn token_revoke_self(
         &self,
         caller: &Caller,
@@ -234,7 +233,7 @@ impl SecretsManager {
         self.revoke(caller, &op, caller.accessor()).await
     }
 
-    /// Revokes a token by accessor.
+    /// Revokes a token by accessor, and every token descended from it.
     pub async fn token_revoke_accessor(
         &self,
         caller: &Caller,
@@ -265,11 +264,15 @@ impl SecretsManager {
         }
         self.audit_request(op).await?;
 
+        // The store revokes the token's descendants with it, so no child outlives its parent.
         let result = self
             .store
             .revoke_token(accessor)
             .await
             .map_err(ManagerError::from);
+        if let Ok(count) = &result {
+            extra.insert("revoked_count".into(), json!(count));
+        }
         self.audit_response(op, &result, extra).await?;
         if result.is_ok() {
             self.events.publish(SecurityEvent::TokenRevoked {
@@ -277,11 +280,12 @@ impl SecretsManager {
                 revoked_accessor: accessor.to_owned(),
             });
         }
-        result
+        result.map(|_| ())
     }
 
     /// Extends the caller's token by `increment_secs` (or its creation TTL), never past the
-    /// maximum TTL counted from its creation.
+    /// maximum TTL counted from its creation nor past its parent's expiry. An increment above
+    /// the maximum TTL is lowered to it.
     pub async fn token_renew_self(
         &self,
         caller: &Caller,
@@ -299,10 +303,19 @@ impl SecretsManager {
             if !caller.token.renewable || caller.token.expire_time.is_none() {
                 return Err(ManagerError::Invalid("token is not renewable".into()));
             }
-            let increment = increment_secs.unwrap_or(caller.token.creation_ttl_secs);
+            let increment = increment_secs
+                .map(Duration::from_secs)
+                .unwrap_or(Duration::from_secs(caller.token.creation_ttl_secs))
+                .min(self.config.max_token_ttl);
             let now = OffsetDateTime::now_utc();
-            let limit = caller.token.created_time + self.config.max_token_ttl;
-            let expire_time = (now + Duration::from_secs(increment)).min(limit);
+            let mut expire_time = expiry_after(now, increment)?;
+            // A maximum TTL too large to add to the creation time sets no limit.
+            if let Ok(limit) = expiry_after(caller.token.created_time, self.config.max_token_ttl) {
+                expire_time = expire_time.min(limit);
+            }
+            if let Some(parent_expiry) = self.parent_expiry(caller).await? {
+                expire_time = expire_time.min(parent_expiry);
+            }
 
             self.audit_request(&op).await?;
             self.store
@@ -315,6 +328,19 @@ impl SecretsManager {
         .await;
         self.audit_response(&op, &result, Map::new()).await?;
         result
+    }
+
+    /// Returns the expiry of the caller's parent token, or `None` for an orphan or a parent
+    /// without expiry. A parent that no longer exists has been revoked, and the caller with it.
+    async fn parent_expiry(&self, caller: &Caller) -> Result<Option<OffsetDateTime>, ManagerError> {
+        let Some(parent) = &caller.token.parent_accessor else {
+            return Ok(None);
+        };
+        match self.store.token_by_accessor(parent).await {
+            Ok(parent) => Ok(parent.expire_time),
+            Err(StoreError::NotFound) => Err(ManagerError::PermissionDenied),
+            Err(other) => Err(other.into()),
+        }
     }
 
     /// Creates or replaces a policy after validating it.

@@ -14,7 +14,10 @@ pub enum ManagerError {
     PermissionDenied,
     /// The caller's address failed authentication too often and is locked out for a while.
     #[error("too many failed authentication attempts: try again later")]
-    LockedOut,
+    LockedOut {
+        /// Whole seconds, rounded up, until the lock ends (at least 1).
+        retry_after_secs: u64,
+    },
     /// The secret, version, token or policy does not exist.
     #[error("not found")]
     NotFound,
@@ -43,7 +46,7 @@ impl ManagerError {
     pub fn kind(&self) -> &'static str {
         match self {
             ManagerError::PermissionDenied => "permission_denied",
-            ManagerError::LockedOut => "locked_out",
+            ManagerError::LockedOut { .. } => "locked_out",
             ManagerError::NotFound => "not_found",
             ManagerError::CasMismatch => "cas_mismatch",
             ManagerError::CasRequired => "cas_required",

@@ -5,6 +5,8 @@
 //! policies such as `path "secret/data/app/*" { capabilities = ["read"] }` mean the same here.
 
 use std::collections::BTreeMap;
+use std::hash::{BuildHasher, RandomState};
+use std::time::Duration;
 
 use keyward_store::{
     FolderPath, MetadataUpdate, NewVersion, SecretData, SecretMeta, SecretPath, StoreError,
@@ -20,8 +22,14 @@ use crate::{ManagerError, SecretsManager};
 /// The KV v2 mount's path.
 pub const KV_MOUNT: &str = "secret";
 
-/// How often a patch retries when a concurrent write changes the secret under it.
-const PATCH_ATTEMPTS: usize = 5;
+/// How often a patch without `cas` tries to write when concurrent writes keep changing the
+/// secret under it. Each round of competing writes lets at least one through, so this covers
+/// bursts of about this many concurrent patches to one secret.
+const PATCH_ATTEMPTS: u32 = 50;
+
+/// Maximum pause between two patch attempts. The pause grows by 1 ms per failed attempt up to
+/// this and is randomised, so competing patches stop retrying in lockstep.
+const MAX_PATCH_BACKOFF: Duration = Duration::from_millis(20);
 
 /// One version as read: metadata, and the data unless the version is deleted, destroyed or
 /// revoked.
@@ -150,7 +158,10 @@ impl SecretsManager {
         patch: &Map<String, Value>,
         cas: Option<u64>,
     ) -> Result<VersionMeta, ManagerError> {
-        for _ in 0..PATCH_ATTEMPTS {
+        for attempt in 1..=PATCH_ATTEMPTS {
+            if attempt > 1 {
+                patch_backoff(attempt).await;
+            }
             let current = self.store.get(path, None).await?;
             let Some(data) = current.data else {
                 // Vault answers 404 when the current version is deleted or destroyed.
@@ -450,6 +461,17 @@ impl SecretsManager {
         }
         result
     }
+}
+
+/// Sleeps a random time of up to `attempt` milliseconds, and never more than
+/// [`MAX_PATCH_BACKOFF`], before another patch attempt.
+async fn patch_backoff(attempt: u32) {
+    let ceiling = MAX_PATCH_BACKOFF.min(Duration::from_millis(u64::from(attempt)));
+    let ceiling_micros = u64::try_from(ceiling.as_micros()).unwrap_or(u64::MAX);
+    // Jitter only needs to differ between tasks, not to be unpredictable: a freshly keyed
+    // SipHash of the attempt number is enough.
+    let jitter = RandomState::new().hash_one(attempt) % ceiling_micros.saturating_add(1);
+    tokio::time::sleep(Duration::from_micros(jitter)).await;
 }
 
 /// Results that name the version they wrote, for audit entries and events.

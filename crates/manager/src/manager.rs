@@ -222,18 +222,22 @@ impl SecretsManager {
 
     /// Authenticates a request's token.
     ///
-    /// Returns `LockedOut` for an address with too many recent failures (checked before the
-    /// token is looked at), and `PermissionDenied` for a missing, unknown or expired token.
-    /// Each failure gets an audit entry and an event.
+    /// Returns `LockedOut`, with the seconds until the lock ends, for an address (an IPv6 /64)
+    /// with too many recent failures (checked before the token is looked at), and
+    /// `PermissionDenied` for a missing, unknown or expired token. Each failure gets an audit
+    /// entry and an event.
     pub async fn authenticate(
         &self,
         token: Option<&str>,
         ctx: &RequestContext,
     ) -> Result<Caller, ManagerError> {
         let now = Instant::now();
-        if self.lockout.is_locked(ctx.remote_addr, now) {
+        if let Some(remaining) = self.lockout.locked_for(ctx.remote_addr, now) {
             self.audit_auth_failure(ctx, "locked_out", token).await?;
-            return Err(ManagerError::LockedOut);
+            let rounded_up = remaining.as_secs() + u64::from(remaining.subsec_nanos() > 0);
+            return Err(ManagerError::LockedOut {
+                retry_after_secs: rounded_up.max(1),
+            });
         }
 
         let Some(token) = token.filter(|t| !t.is_empty()) else {

@@ -1,4 +1,5 @@
-//! Token values: generation, keyed hashing, and the request and result types of token creation.
+//! Token values: generation, keyed hashing, the request and result types of token creation,
+//! and the checks applied to a creation request's display name, metadata and TTL.
 //!
 //! A token is 32 random bytes, shown once to its creator and stored only as an HMAC-SHA256
 //! under a key derived from the keyring, so a copy of the database cannot be replayed as
@@ -6,10 +7,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use keyward_store::TokenRecord;
+use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
 use crate::ManagerError;
@@ -19,6 +22,19 @@ pub const TOKEN_PREFIX: &str = "kwt.";
 
 /// Longest token string accepted before any lookup, in bytes.
 pub const MAX_TOKEN_LEN: usize = 256;
+
+/// Maximum length of a requested token display name, in characters, before the `token-`
+/// prefix is added.
+const MAX_DISPLAY_NAME_LEN: usize = 128;
+
+/// Most metadata pairs a token may carry.
+const MAX_TOKEN_META: usize = 64;
+
+/// Maximum length of a token metadata key, in bytes.
+const MAX_TOKEN_META_KEY_LEN: usize = 128;
+
+/// Maximum length of a token metadata value, in bytes.
+const MAX_TOKEN_META_VALUE_LEN: usize = 512;
 
 /// A token value. Zeroized on drop; `Debug` does not print it.
 #[derive(Clone)]
@@ -87,6 +103,78 @@ pub(crate) fn hash(key: &[u8; 32], token: &str) -> String {
     hex::encode(keyward_crypto::hmac_sha256(key, token.as_bytes()))
 }
 
+/// Returns `start + ttl`, or `Invalid` when the sum is past the range of a timestamp.
+pub(crate) fn expiry_after(
+    start: OffsetDateTime,
+    ttl: Duration,
+) -> Result<OffsetDateTime, ManagerError> {
+    time::Duration::try_from(ttl)
+        .ok()
+        .and_then(|ttl| start.checked_add(ttl))
+        .ok_or_else(|| {
+            ManagerError::Invalid(format!(
+                "ttl of {}s is too large: lower the requested ttl or the maximum token ttl",
+                ttl.as_secs()
+            ))
+        })
+}
+
+/// Builds a token's display name as Vault does: `token`, or `token-<name>` with each character
+/// other than an ASCII letter, digit or `-` replaced by `-` and one trailing `-` removed.
+pub(crate) fn display_name(requested: Option<&str>) -> Result<String, ManagerError> {
+    let Some(name) = requested.filter(|name| !name.is_empty()) else {
+        return Ok("token".to_owned());
+    };
+    if name.chars().count() > MAX_DISPLAY_NAME_LEN {
+        return Err(ManagerError::Invalid(format!(
+            "display_name is longer than {MAX_DISPLAY_NAME_LEN} characters: shorten it"
+        )));
+    }
+
+    let full: String = format!("token-{name}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    Ok(full.strip_suffix('-').unwrap_or(&full).to_owned())
+}
+
+/// Checks token metadata against the limits that secret `custom_metadata` has too.
+pub(crate) fn validate_meta(meta: &BTreeMap<String, String>) -> Result<(), ManagerError> {
+    if meta.len() > MAX_TOKEN_META {
+        return Err(ManagerError::Invalid(format!(
+            "a token may carry at most {MAX_TOKEN_META} metadata pairs"
+        )));
+    }
+    for (key, value) in meta {
+        if key.is_empty() {
+            return Err(ManagerError::Invalid("token meta has an empty key".into()));
+        }
+        if key.len() > MAX_TOKEN_META_KEY_LEN {
+            return Err(ManagerError::Invalid(format!(
+                "token meta key of {} bytes is above the limit of {MAX_TOKEN_META_KEY_LEN} bytes",
+                key.len()
+            )));
+        }
+        if value.len() > MAX_TOKEN_META_VALUE_LEN {
+            return Err(ManagerError::Invalid(format!(
+                "token meta value of key {key:?} is longer than {MAX_TOKEN_META_VALUE_LEN} bytes"
+            )));
+        }
+        if key.chars().chain(value.chars()).any(char::is_control) {
+            return Err(ManagerError::Invalid(format!(
+                "token meta key {key:?} or its value contains a control character"
+            )));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,5 +204,79 @@ mod tests {
         assert_ne!(first, hash(&[2; 32], "kwt.abc"));
         assert_ne!(first, hash(&[1; 32], "kwt.abd"));
         assert!(!first.contains("abc"));
+    }
+
+    #[test]
+    fn display_name_is_sanitised_like_vault() {
+        let cases = [
+            (None, "token"),
+            (Some(""), "token"),
+            (Some("svc"), "token-svc"),
+            (Some("my app/v2"), "token-my-app-v2"),
+            (Some("ci-"), "token-ci"),
+            (Some("ci."), "token-ci"),
+            (Some("naïve\u{1b}[31m"), "token-na-ve--31m"),
+        ];
+        for (requested, expected) in cases {
+            assert_eq!(
+                display_name(requested).expect("valid name"),
+                expected,
+                "{requested:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn display_name_length_is_bounded() {
+        let longest = "a".repeat(MAX_DISPLAY_NAME_LEN);
+        assert!(display_name(Some(&longest)).is_ok());
+        let too_long = "é".repeat(MAX_DISPLAY_NAME_LEN + 1);
+        assert!(matches!(
+            display_name(Some(&too_long)),
+            Err(ManagerError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn token_meta_limits_are_enforced() {
+        let meta = |key: &str, value: &str| BTreeMap::from([(key.to_owned(), value.to_owned())]);
+        assert!(validate_meta(&meta("team", "payments")).is_ok());
+        assert!(validate_meta(&meta(&"k".repeat(MAX_TOKEN_META_KEY_LEN), "v")).is_ok());
+        assert!(validate_meta(&meta("k", &"v".repeat(MAX_TOKEN_META_VALUE_LEN))).is_ok());
+
+        for (key, value) in [
+            (String::new(), "v".to_owned()),
+            ("k".repeat(MAX_TOKEN_META_KEY_LEN + 1), "v".to_owned()),
+            ("k".to_owned(), "v".repeat(MAX_TOKEN_META_VALUE_LEN + 1)),
+            ("k\n".to_owned(), "v".to_owned()),
+            ("k".to_owned(), "line\u{7}bell".to_owned()),
+        ] {
+            let result = validate_meta(&meta(&key, &value));
+            assert!(
+                matches!(result, Err(ManagerError::Invalid(_))),
+                "{} byte key, {} byte value accepted",
+                key.len(),
+                value.len()
+            );
+        }
+
+        let too_many: BTreeMap<String, String> = (0..=MAX_TOKEN_META)
+            .map(|i| (format!("k{i}"), "v".to_owned()))
+            .collect();
+        assert!(validate_meta(&too_many).is_err());
+    }
+
+    #[test]
+    fn expiry_past_time_range_is_invalid() {
+        let now = OffsetDateTime::now_utc();
+        assert!(expiry_after(now, Duration::from_secs(3600)).is_ok());
+        assert!(matches!(
+            expiry_after(now, Duration::from_secs(300_000_000_000)),
+            Err(ManagerError::Invalid(_))
+        ));
+        assert!(matches!(
+            expiry_after(now, Duration::MAX),
+            Err(ManagerError::Invalid(_))
+        ));
     }
 }

@@ -64,8 +64,16 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// Time allowed for the TLS handshake. Default: 10 s.
     pub tls_handshake_timeout: Duration,
+    /// Time a client gets to send a request body, counted from when the server starts reading
+    /// it, which is after the token is authenticated. A slower body gets 408. Default: 10 s.
+    pub body_read_timeout: Duration,
     /// Requests processed at the same time; more get 503 at once. Default: 256.
     pub max_concurrent_requests: usize,
+    /// Requests processed at the same time for one client address, with IPv6 clients counted
+    /// by their /64 prefix. More from that address get 503 at once, so one address cannot
+    /// take every slot. Clients behind one NAT or proxy share this limit. 0 is raised to 1.
+    /// Default: 64.
+    pub max_concurrent_requests_per_address: usize,
     /// Rate per token (counted before the token is looked up, so unknown tokens count too).
     /// `None` disables it. Default: 50/s, bursts of 100.
     pub per_token_rate: Option<RateLimit>,
@@ -88,7 +96,9 @@ impl ServerConfig {
             request_timeout: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(10),
             tls_handshake_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
             max_concurrent_requests: 256,
+            max_concurrent_requests_per_address: 64,
             per_token_rate: Some(RateLimit::new(50, 100)),
             per_address_rate: Some(RateLimit::new(100, 200)),
             shutdown_grace: Duration::from_secs(10),

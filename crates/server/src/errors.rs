@@ -168,6 +168,39 @@ impl Rejection {
         }
     }
 
+    /// 503 when the client's address already has its share of the request slots busy.
+    pub fn overloaded_address() -> Self {
+        Self {
+            retry_after_secs: Some(1),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too_many_concurrent_requests_address",
+                Some(
+                    "server busy: too many concurrent requests from this address, retry later"
+                        .into(),
+                ),
+            )
+        }
+    }
+
+    /// 400 for a request for response wrapping, which Keyward does not implement.
+    pub fn wrapping_unsupported() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "response_wrapping_unsupported",
+            Some("response wrapping is not supported".into()),
+        )
+    }
+
+    /// 408 when the client did not send its body within the body read timeout.
+    pub fn body_read_timeout() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_read_timeout",
+            Some("request body not received in time".into()),
+        )
+    }
+
     /// 408 when the client did not send its body in time.
     pub fn body_timeout() -> Self {
         Self::new(
@@ -243,14 +276,14 @@ pub(crate) fn manager_error_response(error: &ManagerError) -> Response {
         ManagerError::PermissionDenied => {
             vault_errors(StatusCode::FORBIDDEN, &["permission denied"])
         }
-        ManagerError::LockedOut => {
+        ManagerError::LockedOut { retry_after_secs } => {
             let mut response = vault_errors(
                 StatusCode::TOO_MANY_REQUESTS,
                 &["too many failed authentication attempts: try again later"],
             );
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             response
         }
         ManagerError::NotFound => vault_errors(StatusCode::NOT_FOUND, &[]),
@@ -326,6 +359,18 @@ mod tests {
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         let body = body_json(response).await.to_string();
         assert!(!body.contains("/var/x"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn lockout_sends_remaining_seconds() {
+        let response = manager_error_response(&ManagerError::LockedOut {
+            retry_after_secs: 287,
+        });
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            response.headers().get(header::RETRY_AFTER),
+            Some(&HeaderValue::from(287u64))
+        );
     }
 
     #[tokio::test]

@@ -5,7 +5,8 @@
 //! is transport. It allows TLS 1.3 only, so TLS 1.2 and older fail the handshake. It reloads
 //! the certificate on SIGHUP or through [`Server::reload_certificate`]. It sets HSTS and
 //! `Cache-Control: no-store` on every response it generates. It enforces body and header size
-//! limits, a request deadline, per-token and per-address rate limits and a concurrency limit.
+//! limits, a body read timeout, a request deadline, per-token and per-address rate limits, and
+//! concurrency limits in total and per client address.
 //! Every request turned away before it reached an operation gets an audit entry through
 //! `SecretsManager::record_rejected`.
 //!
@@ -27,11 +28,13 @@
 //!
 //! # Not supported
 //!
-//! Other secret engines and auth methods, response wrapping, client certificate
-//! authentication, CORS (no CORS headers are ever sent), `X-HTTP-Method-Override`, and token
-//! options such as `num_uses` or periodic tokens (rejected with 400). Errors that hyper
-//! generates before a request reaches the router (a request head over 64 KiB or malformed
-//! HTTP) carry no HSTS header and no audit entry.
+//! Other secret engines and auth methods, client certificate authentication, CORS (no CORS
+//! headers are ever sent), `X-HTTP-Method-Override`, and token options such as `num_uses` or
+//! periodic tokens (rejected with 400). Response wrapping is not implemented either: a request
+//! with `X-Vault-Wrap-TTL` or `X-Vault-Wrap-Format` gets 400 before any operation runs, rather
+//! than an unwrapped response. Errors that hyper generates before a request reaches the router
+//! (malformed HTTP, a request head over 64 KiB, or more than 100 header fields, which get 431)
+//! carry no HSTS header and no audit entry.
 //!
 //! # Example
 //!
@@ -95,6 +98,7 @@ pub fn router(manager: Arc<SecretsManager>, config: &ServerConfig) -> Router {
         manager,
         limits: Limits::new(config),
         max_body_bytes: config.max_body_bytes,
+        body_read_timeout: config.body_read_timeout,
         cluster_id: uuid::Uuid::new_v4().to_string(),
     });
     let sensitive: Arc<[HeaderName]> = Arc::new([

@@ -1,19 +1,21 @@
 //! Transport limits: request head size, per-address and per-token rates, concurrent requests
-//! and the request deadline.
+//! (in total and per address) and the request deadline.
 //!
 //! All of them run before the caller is authenticated, so a flood of bad tokens costs the
 //! server no lookups. Each rejection gets an audit entry through `record_rejected` and a
-//! Vault-shaped error. The body size limit is applied where the body is read (the API
-//! dispatcher), and the TLS handshake and header read timeouts in the connection setup.
+//! Vault-shaped error. The body size limit and body read timeout are applied where the body is
+//! read (the API dispatcher), and the TLS handshake and header read timeouts in the connection
+//! setup.
 //!
-//! The per-address limit keys IPv6 clients by their /64 prefix, because one host usually owns
+//! The per-address limits key IPv6 clients by their /64 prefix, because one host usually owns
 //! a whole /64. Addresses come from the TCP connection only; `X-Forwarded-For` is never read.
 
+use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{Request, State};
@@ -39,6 +41,7 @@ pub(crate) struct Limits {
     /// and its keys cannot be computed from outside.
     token_hasher: RandomState,
     concurrency: Arc<Semaphore>,
+    per_address_in_flight: Arc<InFlight>,
     max_header_bytes: usize,
     request_timeout: Duration,
     checks: AtomicU64,
@@ -52,6 +55,9 @@ impl Limits {
             per_token: config.per_token_rate.map(keyed_limiter),
             token_hasher: RandomState::new(),
             concurrency: Arc::new(Semaphore::new(config.max_concurrent_requests.max(1))),
+            per_address_in_flight: Arc::new(InFlight::new(
+                config.max_concurrent_requests_per_address,
+            )),
             max_header_bytes: config.max_header_bytes,
             request_timeout: config.request_timeout,
             checks: AtomicU64::new(0),
@@ -107,6 +113,59 @@ impl Limits {
     }
 }
 
+/// Requests in flight per address key, so that one client cannot take every request slot.
+struct InFlight {
+    limit: usize,
+    counts: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One request slot of an address; gives it back when dropped.
+struct InFlightSlot {
+    in_flight: Arc<InFlight>,
+    key: IpAddr,
+}
+
+impl InFlight {
+    fn new(limit: usize) -> Self {
+        Self {
+            limit: limit.max(1),
+            counts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes a slot for `addr`, or returns `None` if its address key has `limit` in flight.
+    fn try_acquire(self: &Arc<Self>, addr: IpAddr) -> Option<InFlightSlot> {
+        let key = address_key(addr);
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let count = counts.entry(key).or_insert(0);
+        if *count >= self.limit {
+            return None;
+        }
+        *count += 1;
+        Some(InFlightSlot {
+            in_flight: Arc::clone(self),
+            key,
+        })
+    }
+}
+
+impl Drop for InFlightSlot {
+    fn drop(&mut self) {
+        let mut counts = self
+            .in_flight
+            .counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        // Idle addresses are removed, so the map holds only addresses with requests in flight.
+        if let Some(count) = counts.get_mut(&self.key) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(&self.key);
+            }
+        }
+    }
+}
+
 fn keyed_limiter<K: Clone + std::hash::Hash + Eq>(rate: RateLimit) -> DefaultKeyedRateLimiter<K> {
     DefaultKeyedRateLimiter::keyed(Quota::per_second(rate.per_second).allow_burst(rate.burst))
 }
@@ -137,8 +196,8 @@ fn head_size(request: &Request) -> usize {
     line + headers
 }
 
-/// Middleware: applies the limits, keeps a concurrency slot while the request runs, and
-/// enforces the request deadline.
+/// Middleware: applies the limits, keeps a slot of the client's address and a global slot
+/// while the request runs, and enforces the request deadline.
 pub(crate) async fn enforce(
     State(state): State<Arc<AppState>>,
     mut request: Request,
@@ -156,6 +215,12 @@ pub(crate) async fn enforce(
         return reject(&state, &ctx, &method, &raw_path, &rejection).await;
     }
 
+    // The address's own slot comes first, so that an address at its limit gets the
+    // per-address rejection even while the server as a whole still has room.
+    let Some(_address_slot) = limits.per_address_in_flight.try_acquire(ctx.remote_addr) else {
+        let rejection = Rejection::overloaded_address();
+        return reject(&state, &ctx, &method, &raw_path, &rejection).await;
+    };
     let Ok(_permit) = Arc::clone(&limits.concurrency).try_acquire_owned() else {
         return reject(&state, &ctx, &method, &raw_path, &Rejection::overloaded()).await;
     };
@@ -251,6 +316,26 @@ mod tests {
             .expect_err("over the rate");
         assert_eq!(rejection.reason, "rate_limited_token");
         assert!(limits.admit(&with_token("kwt.b"), addr).is_ok());
+    }
+
+    #[test]
+    fn address_slots_are_limited_and_returned() {
+        let in_flight = Arc::new(InFlight::new(2));
+        let first: IpAddr = "2001:db8:1:2::1".parse().expect("valid");
+        let same_slash_64: IpAddr = "2001:db8:1:2::ffff".parse().expect("valid");
+        let other = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+        let one = in_flight.try_acquire(first).expect("first slot");
+        let two = in_flight.try_acquire(same_slash_64).expect("second slot");
+        assert!(in_flight.try_acquire(first).is_none());
+        assert!(in_flight.try_acquire(other).is_some());
+
+        drop(one);
+        let three = in_flight.try_acquire(first).expect("slot given back");
+        drop(two);
+        drop(three);
+        let counts = in_flight.counts.lock().expect("not poisoned");
+        assert!(counts.is_empty(), "{counts:?}");
     }
 
     #[test]

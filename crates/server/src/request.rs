@@ -5,7 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Request};
 use axum::middleware::Next;
@@ -25,6 +25,8 @@ pub(crate) struct AppState {
     pub limits: Limits,
     /// Largest accepted request body in bytes.
     pub max_body_bytes: usize,
+    /// Time allowed for reading a request body.
+    pub body_read_timeout: Duration,
     /// A random id for this server process, reported as `cluster_id` by `sys/health`.
     pub cluster_id: String,
 }

@@ -188,7 +188,8 @@ pub struct TokenRecord {
     pub creation_ttl_secs: u64,
     /// Whether `auth/token/renew-self` may extend it.
     pub renewable: bool,
-    /// Accessor of the token that created this one, if any.
+    /// Accessor of the token that created this one; `None` for an orphan. Revoking the
+    /// parent revokes this token too.
     pub parent_accessor: Option<String>,
     /// Free-form non-secret metadata.
     pub meta: BTreeMap<String, String>,

@@ -125,8 +125,11 @@ pub trait SecretStore: Send + Sync + 'static {
         expire_time: Option<time::OffsetDateTime>,
     ) -> Result<(), StoreError>;
 
-    /// Deletes a token by accessor.
-    async fn revoke_token(&self, accessor: &str) -> Result<(), StoreError>;
+    /// Deletes a token by accessor together with all its descendants: the tokens it created,
+    /// the tokens those created, and so on, so that no child outlives its parent. Returns how
+    /// many tokens were deleted (at least 1). The whole tree goes in one atomic step; an
+    /// unknown accessor is [`StoreError::NotFound`] and deletes nothing.
+    async fn revoke_token(&self, accessor: &str) -> Result<u64, StoreError>;
 
     /// Creates or replaces a policy.
     async fn put_policy(&self, policy: &PolicyRecord) -> Result<(), StoreError>;

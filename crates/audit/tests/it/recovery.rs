@@ -20,7 +20,14 @@ async fn partial_last_line_is_dropped_at_open() {
     fixture.write_entries(3).await;
     let clean_len = std::fs::metadata(&fixture.path).expect("metadata").len();
     append_raw(&fixture, br#"{"seq":4,"time":"2026-01-0"#);
-    assert!(verify(&fixture.path).expect("verifies").partial_last_line);
+    let report = verify(&fixture.path).expect("verifies");
+    assert!(report.partial_last_line);
+    let warnings = report.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("incomplete line after entry 3"),
+        "{warnings:?}"
+    );
 
     let log = fixture.open();
 
@@ -34,6 +41,7 @@ async fn partial_last_line_is_dropped_at_open() {
     let report = verify(&fixture.path).expect("log verifies");
     assert_eq!(report.entries, 4);
     assert!(!report.partial_last_line);
+    assert_eq!(report.warnings(), Vec::<String>::new());
 }
 
 #[tokio::test]

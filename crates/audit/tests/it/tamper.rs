@@ -303,6 +303,9 @@ async fn missing_head_still_checks_chain() {
 
     assert_eq!(report.entries, 5);
     assert!(!report.head_checked);
+    let warnings = report.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("no head file"), "{warnings:?}");
 }
 
 #[tokio::test]

@@ -33,7 +33,14 @@ pub async fn run(command: KvCommand) -> Result<(), CliError> {
                     &format!("secret/data/{}", secret_path(&path)?),
                     Some(&body),
                 )
-                .await?;
+                .await
+                .map_err(|e| hint_mount_prefix(e, &path))?;
+            if let Some(rest) = path.strip_prefix(MOUNT_PREFIX) {
+                eprintln!(
+                    "note: wrote secret/{path}, because keyward kv paths omit the secret/ mount; \
+                     if you meant secret/{rest}, use the path {rest}"
+                );
+            }
             print_metadata(client.format, &response["data"]);
         }
         KvCommand::Get {
@@ -49,7 +56,8 @@ pub async fn run(command: KvCommand) -> Result<(), CliError> {
                     &format!("secret/data/{}{query}", secret_path(&path)?),
                     None,
                 )
-                .await?;
+                .await
+                .map_err(|e| hint_mount_prefix(e, &path))?;
             let data = &response["data"]["data"];
             if let Some(field) = field {
                 let value = data.get(&field).ok_or_else(|| {
@@ -74,16 +82,15 @@ pub async fn run(command: KvCommand) -> Result<(), CliError> {
             }
         }
         KvCommand::List { client, path } => {
+            let folder = folder_path(&path)?;
             let response = Client::new(&client)?
                 .request(
                     Method::GET,
-                    &format!(
-                        "secret/metadata/{}?list=true",
-                        folder_path(&path)?.as_prefix()
-                    ),
+                    &format!("secret/metadata/{}?list=true", folder.as_prefix()),
                     None,
                 )
-                .await?;
+                .await
+                .map_err(|e| hint_mount_prefix(e, folder.as_prefix()))?;
             let keys = &response["data"]["keys"];
             match client.format {
                 Format::Json => print_json(keys),
@@ -100,13 +107,13 @@ pub async fn run(command: KvCommand) -> Result<(), CliError> {
             versions,
         } => {
             let api = Client::new(&client)?;
-            if versions.is_empty() {
+            let result = if versions.is_empty() {
                 api.request(
                     Method::DELETE,
                     &format!("secret/data/{}", secret_path(&path)?),
                     None,
                 )
-                .await?;
+                .await
             } else {
                 let body = json!({ "versions": versions });
                 api.request(
@@ -114,8 +121,9 @@ pub async fn run(command: KvCommand) -> Result<(), CliError> {
                     &format!("secret/delete/{}", secret_path(&path)?),
                     Some(&body),
                 )
-                .await?;
-            }
+                .await
+            };
+            result.map_err(|e| hint_mount_prefix(e, &path))?;
             if client.format == Format::Table {
                 println!("Success! Data deleted (if it existed) at: {path}");
             }
@@ -127,21 +135,60 @@ pub async fn run(command: KvCommand) -> Result<(), CliError> {
                     &format!("secret/metadata/{}", secret_path(&path)?),
                     None,
                 )
-                .await?;
+                .await
+                .map_err(|e| hint_mount_prefix(e, &path))?;
             print_history(client.format, &response["data"]);
         }
     }
     Ok(())
 }
 
+/// The KV mount's name as `bao kv` paths start with it; `keyward kv` paths leave it out.
+const MOUNT_PREFIX: &str = "secret/";
+
 /// Validates a secret path before it goes into a URL: an HTTP client would resolve `..` and
 /// `%2e%2e` in the URL and so address a different secret than the one named.
 fn secret_path(raw: &str) -> Result<SecretPath, CliError> {
+    reject_leading_slash(raw)?;
     SecretPath::parse(raw).map_err(|e| CliError::Usage(format!("{e}: {raw:?}")))
 }
 
+/// Validates a folder to list; `/` alone names the root, like the empty string.
 fn folder_path(raw: &str) -> Result<FolderPath, CliError> {
+    if raw != "/" {
+        reject_leading_slash(raw)?;
+    }
     FolderPath::parse(raw).map_err(|e| CliError::Usage(format!("{e}: {raw:?}")))
+}
+
+/// Rejects `/app/db` with a message that names the problem, where the path parser would only
+/// report an empty segment.
+fn reject_leading_slash(raw: &str) -> Result<(), CliError> {
+    if !raw.starts_with('/') {
+        return Ok(());
+    }
+    Err(CliError::Usage(format!(
+        "invalid secret path {raw:?}: secret paths have no leading slash (try {})",
+        raw.trim_start_matches('/')
+    )))
+}
+
+/// Adds a hint to a "not found" error for a path that starts with `secret/`: the request went
+/// to `secret/data/secret/...`, which is valid but rarely meant.
+fn hint_mount_prefix(error: CliError, path: &str) -> CliError {
+    match (error, path.strip_prefix(MOUNT_PREFIX)) {
+        (CliError::NotFound(message), Some(rest)) => {
+            let instead = if rest.is_empty() {
+                "list the root with `keyward kv list`".to_owned()
+            } else {
+                format!("try {rest}")
+            };
+            CliError::NotFound(format!(
+                "{message} (keyward kv paths omit the secret/ mount; {instead})"
+            ))
+        }
+        (error, _) => error,
+    }
 }
 
 /// Parses `KEY=VALUE` pairs; a value of `-` is read from standard input.
@@ -158,6 +205,9 @@ fn parse_pairs(pairs: &[String]) -> Result<Map<String, Value>, CliError> {
             return Err(CliError::Usage(
                 "invalid argument: empty key before '='".into(),
             ));
+        }
+        if data.contains_key(key) {
+            return Err(CliError::Usage(format!("duplicate key {key}")));
         }
         let value = if value == "-" {
             let mut buffer = Zeroizing::new(String::new());
@@ -248,5 +298,41 @@ mod tests {
         assert!(error.to_string().contains("KEY=VALUE"));
         let error = parse_pairs(&["=value".into()]).expect_err("empty key");
         assert!(!error.to_string().contains("value\""));
+    }
+
+    #[test]
+    fn duplicate_key_is_rejected() {
+        let error = parse_pairs(&["a=1".into(), "b=2".into(), "a=2".into()])
+            .expect_err("key a given twice");
+        assert!(matches!(error, CliError::Usage(_)), "{error}");
+        assert_eq!(error.to_string(), "duplicate key a");
+    }
+
+    #[test]
+    fn leading_slash_is_named() {
+        let error = secret_path("/app/x").expect_err("leading slash");
+        assert_eq!(
+            error.to_string(),
+            "invalid secret path \"/app/x\": secret paths have no leading slash (try app/x)"
+        );
+        let error = folder_path("/app").expect_err("leading slash");
+        assert!(error.to_string().contains("no leading slash"), "{error}");
+        assert!(folder_path("/").is_ok(), "'/' lists the root");
+    }
+
+    #[test]
+    fn mount_prefix_hint_on_not_found() {
+        let not_found = || CliError::NotFound("no value found at secret/data/secret/app/db".into());
+
+        let hinted = hint_mount_prefix(not_found(), "secret/app/db");
+        assert_eq!(
+            hinted.to_string(),
+            "no value found at secret/data/secret/app/db \
+             (keyward kv paths omit the secret/ mount; try app/db)"
+        );
+        let plain = hint_mount_prefix(not_found(), "app/db");
+        assert!(!plain.to_string().contains("omit"), "{plain}");
+        let denied = hint_mount_prefix(CliError::Auth("permission denied".into()), "secret/app");
+        assert_eq!(denied.to_string(), "permission denied");
     }
 }

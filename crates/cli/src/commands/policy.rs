@@ -2,6 +2,7 @@
 
 use std::io::Read;
 
+use keyward_manager::policy::{MAX_POLICY_NAME_LEN, validate_policy_name};
 use reqwest::Method;
 use serde_json::json;
 
@@ -14,6 +15,7 @@ use crate::error::CliError;
 pub async fn run(command: PolicyCommand) -> Result<(), CliError> {
     match command {
         PolicyCommand::Write { client, name, file } => {
+            check_policy_name(&name)?;
             let text = if file.as_os_str() == "-" {
                 let mut text = String::new();
                 std::io::stdin()
@@ -53,4 +55,36 @@ pub async fn run(command: PolicyCommand) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// Checks a policy name before it goes into the URL, with the server's rule: a name with `/`
+/// would otherwise address another route and fail with a message about paths.
+fn check_policy_name(name: &str) -> Result<(), CliError> {
+    validate_policy_name(name).map_err(|_| {
+        CliError::Usage(format!(
+            "invalid policy name {name:?}: use 1 to {MAX_POLICY_NAME_LEN} characters of \
+             A-Z a-z 0-9 . _ - (and not . or ..)"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_names_follow_server_rule() {
+        for name in ["reader", "app.read-only_2", "a"] {
+            assert!(check_policy_name(name).is_ok(), "{name}");
+        }
+        let too_long = "p".repeat(MAX_POLICY_NAME_LEN + 1);
+        for name in ["", "team/reader", "read er", "..", too_long.as_str()] {
+            let error = check_policy_name(name).expect_err(name);
+            assert!(matches!(error, CliError::Usage(_)), "{name}: {error}");
+            assert!(
+                error.to_string().starts_with("invalid policy name"),
+                "{name}: {error}"
+            );
+        }
+    }
 }

@@ -17,7 +17,7 @@ use super::print_json;
 use crate::cli::{ClientArgs, Format, Kdf, NewRootKeyArgs};
 use crate::client::Client;
 use crate::config::RootKeySource;
-use crate::datadir::{read_root_key, write_new_private_file};
+use crate::datadir::{check_new_passphrase, read_root_key, write_new_private_file};
 use crate::error::CliError;
 use crate::keyring_file::replace_file;
 
@@ -101,11 +101,7 @@ async fn request_body(source: &RootKeySource, kdf: Option<Kdf>) -> Result<Value,
                     "environment variable {name} is not set: it must hold the new passphrase"
                 ))
             })?);
-            if passphrase.is_empty() {
-                return Err(CliError::Usage(format!(
-                    "environment variable {name} is empty"
-                )));
-            }
+            check_new_passphrase(&passphrase)?;
             let kdf = match kdf {
                 None | Some(Kdf::Pbkdf2) => "pbkdf2",
                 Some(Kdf::Argon2id) => "argon2id",

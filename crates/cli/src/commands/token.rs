@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use super::{cell, print_json, print_table};
 use crate::cli::{Format, TokenCommand};
 use crate::client::Client;
+use crate::duration;
 use crate::error::CliError;
 
 /// Runs a `token` subcommand.
@@ -18,8 +19,8 @@ pub async fn run(command: TokenCommand) -> Result<(), CliError> {
             display_name,
         } => {
             let mut body = json!({ "policies": policies });
-            if let Some(ttl) = ttl {
-                body["ttl"] = json!(ttl);
+            if let Some(ttl_secs) = ttl {
+                body["ttl"] = json!(ttl_secs);
             }
             if let Some(name) = display_name {
                 body["display_name"] = json!(name);
@@ -31,17 +32,7 @@ pub async fn run(command: TokenCommand) -> Result<(), CliError> {
             match client.format {
                 Format::Json => print_json(auth),
                 Format::Table => {
-                    let rows: Vec<(String, String)> = [
-                        ("token", "client_token"),
-                        ("token_accessor", "accessor"),
-                        ("token_duration", "lease_duration"),
-                        ("token_renewable", "renewable"),
-                        ("token_policies", "token_policies"),
-                    ]
-                    .iter()
-                    .map(|(label, field)| ((*label).to_owned(), cell(&auth[*field])))
-                    .collect();
-                    print_table(&rows);
+                    print_table(&created_rows(auth));
                 }
             }
         }
@@ -64,4 +55,40 @@ pub async fn run(command: TokenCommand) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// Rows of `token create`'s table, as `bao token create` prints them; the duration has a unit.
+fn created_rows(auth: &Value) -> Vec<(String, String)> {
+    let duration = match auth["lease_duration"].as_u64() {
+        Some(seconds) => duration::format_seconds(seconds),
+        None => cell(&auth["lease_duration"]),
+    };
+    vec![
+        ("token".to_owned(), cell(&auth["client_token"])),
+        ("token_accessor".to_owned(), cell(&auth["accessor"])),
+        ("token_duration".to_owned(), duration),
+        ("token_renewable".to_owned(), cell(&auth["renewable"])),
+        ("token_policies".to_owned(), cell(&auth["token_policies"])),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_duration_has_unit() {
+        let auth = json!({
+            "client_token": "kw_example",
+            "accessor": "acc",
+            "lease_duration": 2_764_800,
+            "renewable": true,
+            "token_policies": ["default", "reader"],
+        });
+
+        let rows = created_rows(&auth);
+
+        let duration = rows.iter().find(|(label, _)| label == "token_duration");
+        assert_eq!(duration.map(|(_, value)| value.as_str()), Some("768h"));
+    }
 }

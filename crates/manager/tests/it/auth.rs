@@ -76,7 +76,13 @@ async fn repeated_failures_lock_out_the_address() {
         .manager
         .authenticate(Some(&h.root_token), &ctx_from(attacker))
         .await;
-    assert!(matches!(locked, Err(ManagerError::LockedOut)), "{locked:?}");
+    // The harness locks for 60 s: the error carries the time left, not a fixed value.
+    match locked {
+        Err(ManagerError::LockedOut { retry_after_secs }) => {
+            assert!((59..=60).contains(&retry_after_secs), "{retry_after_secs}");
+        }
+        other => panic!("expected a lockout: {other:?}"),
+    }
 
     let other = h.manager.authenticate(Some(&h.root_token), &ctx()).await;
     assert!(other.is_ok(), "{other:?}");
@@ -132,4 +138,33 @@ async fn expired_token_is_denied() {
         matches!(result, Err(ManagerError::PermissionDenied)),
         "{result:?}"
     );
+}
+
+#[tokio::test]
+async fn ipv6_lockout_covers_the_slash_64() {
+    let h = Harness::new().await;
+    for host in ["2001:db8:5:6::1", "2001:db8:5:6::2", "2001:db8:5:6::3"] {
+        let addr: IpAddr = host.parse().expect("valid address");
+        let _ = h
+            .manager
+            .authenticate(Some("kwt.guess"), &ctx_from(addr))
+            .await;
+    }
+
+    let neighbour: IpAddr = "2001:db8:5:6:ffff::1".parse().expect("valid address");
+    let locked = h
+        .manager
+        .authenticate(Some(&h.root_token), &ctx_from(neighbour))
+        .await;
+    assert!(
+        matches!(locked, Err(ManagerError::LockedOut { .. })),
+        "{locked:?}"
+    );
+
+    let other_network: IpAddr = "2001:db8:5:7::1".parse().expect("valid address");
+    let allowed = h
+        .manager
+        .authenticate(Some(&h.root_token), &ctx_from(other_network))
+        .await;
+    assert!(allowed.is_ok(), "{allowed:?}");
 }

@@ -62,6 +62,14 @@ impl Harness {
     }
 
     pub async fn with_audit_path(dir: tempfile::TempDir, audit_path: PathBuf) -> Self {
+        Self::with_config(dir, audit_path, config()).await
+    }
+
+    pub async fn with_config(
+        dir: tempfile::TempDir,
+        audit_path: PathBuf,
+        config: ManagerConfig,
+    ) -> Self {
         let keyring = Arc::new(Keyring::generate().expect("keyring"));
         let store = Arc::new(
             SqliteStore::open(&dir.path().join("keyward.db"), keyring.clone())
@@ -70,7 +78,7 @@ impl Harness {
         );
         let audit =
             AuditLog::open(&audit_path, AuditKey::from_bytes([7; 32])).expect("audit opens");
-        let manager = SecretsManager::new(store.clone(), audit, [9; 32], config())
+        let manager = SecretsManager::new(store.clone(), audit, [9; 32], config)
             .await
             .expect("manager starts");
 

@@ -163,3 +163,40 @@ async fn empty_folder_lists_as_not_found() {
         .await;
     assert!(matches!(empty, Err(ManagerError::NotFound)), "{empty:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_patches_all_apply() {
+    let h = std::sync::Arc::new(Harness::new().await);
+    h.write("app/shared", json!({"base": "0"})).await;
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for index in 0..20 {
+        let h = std::sync::Arc::clone(&h);
+        tasks.spawn(async move {
+            let patch = obj(json!({ format!("key{index}"): index.to_string() }));
+            h.manager
+                .kv_patch(&h.root, &ctx(), &path("app/shared"), patch, None)
+                .await
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        let result = joined.expect("task finishes");
+        assert!(result.is_ok(), "a patch failed: {result:?}");
+    }
+
+    let read = h
+        .manager
+        .kv_read(&h.root, &ctx(), &path("app/shared"), None)
+        .await
+        .expect("reads");
+    assert_eq!(read.meta.version, 21);
+    let merged = read_json(&read);
+    assert_eq!(merged["base"], "0");
+    for index in 0..20 {
+        assert_eq!(
+            merged[format!("key{index}")],
+            index.to_string(),
+            "key{index}"
+        );
+    }
+}

@@ -21,7 +21,7 @@ use super::envelope::{
     secret_read_body,
 };
 use super::params::{
-    json_body, json_body_borrowed, optional_duration, optional_lenient_u64, version_list,
+    VersionList, json_body, json_body_borrowed, optional_duration, optional_lenient_u64,
 };
 use super::routes::{Operation, VersionAction, metadata_folder, metadata_secret};
 use crate::errors::{ApiError, Rejection};
@@ -53,8 +53,8 @@ struct WriteOptions {
 
 #[derive(Deserialize)]
 struct VersionsBody {
-    #[serde(default, deserialize_with = "version_list")]
-    versions: Vec<u64>,
+    #[serde(default)]
+    versions: VersionList,
 }
 
 #[derive(Deserialize)]
@@ -137,24 +137,17 @@ pub(super) async fn versions(
     path: &SecretPath,
 ) -> Result<Response, ApiError> {
     let body: VersionsBody = json_body(&request.body)?;
-    if body.versions.is_empty() {
+    let versions = body.versions.into_checked()?;
+    if versions.is_empty() {
         return Err(Rejection::bad_request("invalid_request", "no version number provided").into());
     }
 
     let manager = &state.manager;
     let ctx = request.ctx;
     match action {
-        VersionAction::Delete => manager.kv_delete(caller, ctx, path, &body.versions).await?,
-        VersionAction::Undelete => {
-            manager
-                .kv_undelete(caller, ctx, path, &body.versions)
-                .await?
-        }
-        VersionAction::Destroy => {
-            manager
-                .kv_destroy(caller, ctx, path, &body.versions)
-                .await?
-        }
+        VersionAction::Delete => manager.kv_delete(caller, ctx, path, &versions).await?,
+        VersionAction::Undelete => manager.kv_undelete(caller, ctx, path, &versions).await?,
+        VersionAction::Destroy => manager.kv_destroy(caller, ctx, path, &versions).await?,
     }
     Ok(no_content())
 }

@@ -1,10 +1,14 @@
 //! The Vault-compatible API: resolves each request to a route, authenticates it, reads its
 //! body within the size limit and calls the route's handler.
 //!
-//! The order of checks follows OpenBao 2.7. A malformed path is rejected first (400). Then
-//! `sys/health`, `sys/seal-status` and `sys/leader` are served without a token. Then the token
-//! is authenticated, and only after that does an unknown path get 404 or an unsupported method
-//! 405. So a client without a valid token learns nothing about which routes exist.
+//! The order of checks follows OpenBao 2.7. A request for response wrapping, which Keyward
+//! does not implement, is rejected first (400), so that no operation runs and no secret is
+//! returned unwrapped. Then a malformed path is rejected (400). Then `sys/health`,
+//! `sys/seal-status` and `sys/leader` are served without a token. Then the token is
+//! authenticated, and only after that does an unknown path get 404 or an unsupported method
+//! 405. So a client without a valid token learns nothing about which routes exist. The body is
+//! read last, within the body read timeout, so only an authenticated caller can make the server
+//! wait for a body.
 
 pub(crate) mod envelope;
 mod keys;
@@ -33,6 +37,9 @@ use routes::{Operation, Route};
 
 /// Header that carries the token in Vault's API.
 pub(crate) const VAULT_TOKEN_HEADER: &str = "x-vault-token";
+
+/// Headers with which a Vault client asks for a wrapped response.
+const WRAPPING_HEADERS: [&str; 2] = ["x-vault-wrap-ttl", "x-vault-wrap-format"];
 
 /// A request after routing, authentication and body reading.
 pub(crate) struct ApiRequest<'a> {
@@ -95,6 +102,16 @@ async fn handle(
         .cloned()
         .unwrap_or_default();
 
+    // Ignoring the request would hand out secrets and tokens unwrapped to a client that
+    // expects to pass on only a wrapping token.
+    if WRAPPING_HEADERS
+        .iter()
+        .any(|name| parts.headers.contains_key(*name))
+    {
+        progress.finish();
+        return Err(Rejection::wrapping_unsupported().into());
+    }
+
     let route = routes::resolve(parts.uri.path())?;
     tracing::Span::current().record("route", route.template());
     let query = QueryParams::from_uri(&parts.uri)?;
@@ -128,7 +145,10 @@ async fn handle(
     };
 
     let body = if matches!(operation, Operation::Write | Operation::Patch) {
-        read_body(&parts.headers, body, state.max_body_bytes).await?
+        let read = read_body(&parts.headers, body, state.max_body_bytes);
+        tokio::time::timeout(state.body_read_timeout, read)
+            .await
+            .map_err(|_elapsed| Rejection::body_read_timeout())??
     } else {
         Zeroizing::new(Vec::new())
     };

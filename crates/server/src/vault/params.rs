@@ -4,11 +4,12 @@
 //! Error messages name the field and the position of a problem but never echo body content,
 //! because a malformed body may still contain secret values.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
 
 use axum::extract::Query;
 use axum::http::Uri;
-use serde::de::{self, DeserializeOwned, Deserializer};
+use serde::de::{self, DeserializeOwned, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, de::Error as _};
 use serde_json::Value;
 
@@ -16,6 +17,16 @@ use crate::errors::Rejection;
 
 /// Maximum number of characters of a query value echoed back in an error message.
 const MAX_ECHOED_QUERY_LEN: usize = 32;
+
+/// Most distinct version numbers one delete, undelete or destroy request may name. Each
+/// request holds the store's single write lock while it runs, so its size is bounded.
+pub(crate) const MAX_VERSIONS_PER_REQUEST: usize = 1000;
+
+/// Start of every error message of the duration parser.
+const INVALID_DURATION: &str = "invalid duration";
+
+/// Nanoseconds in a second.
+const NANOS_PER_SEC: u128 = 1_000_000_000;
 
 /// Parses a JSON request body; an empty body counts as `{}`, as in Vault.
 pub(crate) fn json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Rejection> {
@@ -38,6 +49,14 @@ fn json_rejection(error: &serde_json::Error) -> Rejection {
     let problem = match error.classify() {
         Category::Io | Category::Syntax => "syntax error",
         Category::Eof => "unexpected end of input",
+        // The duration parser's own messages quote at most a short duration string and never a
+        // secret field, so they are passed on. No message of serde's starts with this prefix.
+        Category::Data if error.to_string().starts_with(INVALID_DURATION) => {
+            return Rejection::bad_request(
+                "invalid_json",
+                format!("failed to decode JSON input: {error}"),
+            );
+        }
         // A data error's own message may quote the offending value: name only its position.
         Category::Data => "a field has the wrong type or value",
     };
@@ -54,15 +73,18 @@ fn json_rejection(error: &serde_json::Error) -> Rejection {
 /// Parses a duration the way Vault accepts one: a JSON number of seconds, a string of digits
 /// (seconds), or a Go duration string such as `1h30m`, `90s`, `1.5h` or `7d`.
 ///
-/// Fractions of a second are dropped.
+/// Fractions of a second are dropped, except that a non-zero duration below one second is
+/// rejected: it would otherwise become 0, which means "the default" for a TTL.
 pub(crate) fn duration_secs(value: &Value) -> Result<u64, String> {
     match value {
-        Value::Number(number) => number
-            .as_u64()
-            .ok_or_else(|| "duration must be a non-negative whole number of seconds".to_owned()),
+        Value::Number(number) => number.as_u64().ok_or_else(|| {
+            format!("{INVALID_DURATION}: use a non-negative whole number of seconds")
+        }),
         Value::String(text) => parse_go_duration(text),
         Value::Null => Ok(0),
-        _ => Err("duration must be a number of seconds or a string such as \"1h30m\"".to_owned()),
+        _ => Err(format!(
+            "{INVALID_DURATION}: use a number of seconds or a string such as \"1h30m\""
+        )),
     }
 }
 
@@ -71,7 +93,7 @@ pub(crate) fn duration_secs(value: &Value) -> Result<u64, String> {
 pub(crate) fn parse_go_duration(text: &str) -> Result<u64, String> {
     let invalid = || {
         format!(
-            "invalid duration {:?}: use for example \"90s\", \"1h30m\" or \"3600\"",
+            "{INVALID_DURATION} {:?}: use for example \"90s\", \"1h30m\" or \"3600\"",
             truncate(text)
         )
     };
@@ -110,7 +132,13 @@ pub(crate) fn parse_go_duration(text: &str) -> Result<u64, String> {
             .ok_or_else(invalid)?;
         rest = after;
     }
-    u64::try_from(total_nanos / 1_000_000_000).map_err(|_| invalid())
+    if total_nanos > 0 && total_nanos < NANOS_PER_SEC {
+        return Err(format!(
+            "{INVALID_DURATION} {:?}: a non-zero duration must be at least 1s",
+            truncate(text)
+        ));
+    }
+    u64::try_from(total_nanos / NANOS_PER_SEC).map_err(|_| invalid())
 }
 
 /// Multiplies a decimal like `1.5` by `unit_nanos` without floating point.
@@ -161,12 +189,74 @@ pub(crate) fn optional_lenient_u64<'de, D: Deserializer<'de>>(
     value.as_ref().map(lenient_u64::<D::Error>).transpose()
 }
 
-/// Deserialises a list of version numbers; the `bao` CLI sends them as strings (`["1"]`).
-pub(crate) fn version_list<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Vec<u64>, D::Error> {
-    let values = Option::<Vec<Value>>::deserialize(deserializer)?.unwrap_or_default();
-    values.iter().map(lenient_u64::<D::Error>).collect()
+/// The `versions` list of a delete, undelete or destroy request, without duplicates. The
+/// `bao` CLI sends the numbers as strings (`["1"]`); numbers are accepted too.
+///
+/// Parsing keeps at most [`MAX_VERSIONS_PER_REQUEST`] distinct numbers and only notes that
+/// there were more, so a body full of numbers costs no more memory than that. The handler then
+/// rejects the request with [`VersionList::into_checked`].
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct VersionList {
+    versions: BTreeSet<u64>,
+    too_many: bool,
+}
+
+impl VersionList {
+    /// Returns the distinct versions in ascending order, or a 400 if there were too many.
+    pub fn into_checked(self) -> Result<Vec<u64>, Rejection> {
+        if self.too_many {
+            return Err(Rejection::bad_request(
+                "too_many_versions",
+                format!(
+                    "too many versions: a request may name at most {MAX_VERSIONS_PER_REQUEST} \
+                     distinct version numbers; split it into several requests"
+                ),
+            ));
+        }
+        Ok(self.versions.into_iter().collect())
+    }
+}
+
+impl<'de> Deserialize<'de> for VersionList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_option(VersionListVisitor)
+    }
+}
+
+struct VersionListVisitor;
+
+impl<'de> Visitor<'de> for VersionListVisitor {
+    type Value = VersionList;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a list of version numbers")
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<VersionList, E> {
+        Ok(VersionList::default())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<VersionList, E> {
+        Ok(VersionList::default())
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<VersionList, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<VersionList, A::Error> {
+        let mut list = VersionList::default();
+        while !list.too_many {
+            let Some(value) = seq.next_element::<Value>()? else {
+                return Ok(list);
+            };
+            list.versions.insert(lenient_u64(&value)?);
+            list.too_many = list.versions.len() > MAX_VERSIONS_PER_REQUEST;
+        }
+        // The rest is skipped, not stored: the request is rejected anyway.
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(list)
+    }
 }
 
 fn lenient_u64<E: de::Error>(value: &Value) -> Result<u64, E> {
@@ -274,6 +364,8 @@ mod tests {
             ("7d", 604_800),
             ("0s", 0),
             ("1500ms", 1),
+            ("1s", 1),
+            ("1000ms", 1),
             ("3600", 3600),
             (".5m", 30),
         ];
@@ -300,6 +392,33 @@ mod tests {
     }
 
     #[test]
+    fn duration_errors_are_shown_to_the_client() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Body {
+            #[serde(default, deserialize_with = "optional_duration")]
+            ttl: Option<u64>,
+        }
+        let rejection = json_body::<Body>(br#"{"ttl":"0.5s"}"#).expect_err("sub-second");
+        let message = rejection.message.unwrap_or_default();
+        assert!(
+            message.starts_with("failed to decode JSON input: invalid duration \"0.5s\""),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn sub_second_durations_are_rejected() {
+        for text in ["0.5s", "1ns", "999ms", "999999999ns", ".9s"] {
+            let error = parse_go_duration(text).expect_err(text);
+            assert!(error.contains("at least 1s"), "{text}: {error}");
+        }
+        assert_eq!(parse_go_duration("0s"), Ok(0));
+        assert_eq!(parse_go_duration("0.0s"), Ok(0));
+        assert_eq!(parse_go_duration("0ms"), Ok(0));
+    }
+
+    #[test]
     fn duration_accepts_number_and_string() {
         assert_eq!(duration_secs(&json!(120)), Ok(120));
         assert_eq!(duration_secs(&json!("2m")), Ok(120));
@@ -307,18 +426,52 @@ mod tests {
         assert!(duration_secs(&json!(true)).is_err());
     }
 
+    #[derive(Deserialize)]
+    struct VersionsBody {
+        #[serde(default)]
+        versions: VersionList,
+    }
+
+    fn parse_versions(json: &str) -> Result<Vec<u64>, Rejection> {
+        json_body::<VersionsBody>(json.as_bytes())?
+            .versions
+            .into_checked()
+    }
+
     #[test]
     fn versions_accept_strings_and_numbers() {
-        #[derive(Deserialize)]
-        struct Body {
-            #[serde(default, deserialize_with = "version_list")]
-            versions: Vec<u64>,
-        }
-        let body: Body = json_body(br#"{"versions":["3", 4]}"#).expect("parses");
-        assert_eq!(body.versions, vec![3, 4]);
-        let empty: Body = json_body(b"").expect("parses");
-        assert!(empty.versions.is_empty());
-        assert!(json_body::<Body>(br#"{"versions":["x"]}"#).is_err());
+        assert_eq!(parse_versions(r#"{"versions":["3", 4]}"#), Ok(vec![3, 4]));
+        assert_eq!(parse_versions(""), Ok(vec![]));
+        assert_eq!(parse_versions(r#"{"versions":null}"#), Ok(vec![]));
+        assert!(parse_versions(r#"{"versions":["x"]}"#).is_err());
+        assert!(parse_versions(r#"{"versions":"1"}"#).is_err());
+    }
+
+    #[test]
+    fn duplicate_versions_count_once() {
+        let repeated: Vec<String> = (0..5000).map(|i| (i % 3 + 1).to_string()).collect();
+        let json = format!(r#"{{"versions":[{}]}}"#, repeated.join(","));
+        assert_eq!(parse_versions(&json), Ok(vec![1, 2, 3]));
+
+        let most: Vec<String> = (1..=MAX_VERSIONS_PER_REQUEST)
+            .map(|i| i.to_string())
+            .collect();
+        let json = format!(r#"{{"versions":[{},1,2]}}"#, most.join(","));
+        assert_eq!(
+            parse_versions(&json).map(|versions| versions.len()),
+            Ok(MAX_VERSIONS_PER_REQUEST)
+        );
+    }
+
+    #[test]
+    fn too_many_distinct_versions_are_rejected() {
+        let numbers: Vec<String> = (1..=520_000).map(|i| i.to_string()).collect();
+        let json = format!(r#"{{"versions":[{}]}}"#, numbers.join(","));
+        let rejection = parse_versions(&json).expect_err("too many");
+        assert_eq!(rejection.status, axum::http::StatusCode::BAD_REQUEST);
+        assert_eq!(rejection.reason, "too_many_versions");
+        let message = rejection.message.unwrap_or_default();
+        assert!(message.contains("at most 1000"), "{message}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! root token, plus two clients for it. One is reqwest (TLS 1.3, trusting only the dev CA). The
 //! other is a raw HTTP/1.1-over-TLS connection that sends paths exactly as written.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +14,7 @@ use keyward_server::{CertificateReloader, DevCertificate, Server, ServerConfig};
 use keyward_store::SqliteStore;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::oneshot;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -137,6 +137,19 @@ impl TestServer {
         client_for(&self.cert.ca_pem)
     }
 
+    /// Builds a client like [`TestServer::client`] whose connections come from `local`, a
+    /// loopback address such as 127.0.0.2.
+    pub fn client_from(&self, local: IpAddr) -> reqwest::Client {
+        let ca = reqwest::Certificate::from_pem(self.cert.ca_pem.as_bytes()).expect("CA parses");
+        reqwest::Client::builder()
+            .tls_certs_only([ca])
+            .tls_version_min(reqwest::tls::Version::TLS_1_3)
+            .timeout(Duration::from_secs(20))
+            .local_address(local)
+            .build()
+            .expect("client builds")
+    }
+
     /// Sends `method` to `path` with the root token and an optional JSON body.
     pub async fn call(
         &self,
@@ -177,6 +190,15 @@ impl TestServer {
     /// Opens a raw HTTP/1.1 connection over TLS 1.3 that trusts `ca_pem`.
     pub async fn raw_connection(&self, ca_pem: &str) -> std::io::Result<RawConnection> {
         RawConnection::open(self.addr, ca_pem).await
+    }
+
+    /// Opens a raw connection like [`TestServer::raw_connection`] from the local address
+    /// `local`, trusting the dev CA.
+    pub async fn raw_connection_from(&self, local: IpAddr) -> std::io::Result<RawConnection> {
+        let socket = TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::new(local, 0))?;
+        let tcp = socket.connect(self.addr).await?;
+        RawConnection::over(tcp, &self.cert.ca_pem).await
     }
 
     /// Returns the keyring the server saved last, from `keyring.json` in its data dir.
@@ -264,8 +286,13 @@ pub struct RawConnection {
 impl RawConnection {
     /// Connects to `addr` as `localhost`, trusting `ca_pem`, with TLS 1.3 only.
     pub async fn open(addr: SocketAddr, ca_pem: &str) -> std::io::Result<RawConnection> {
-        let config = rustls_client_config(ca_pem, &[&rustls::version::TLS13]);
         let tcp = TcpStream::connect(addr).await?;
+        Self::over(tcp, ca_pem).await
+    }
+
+    /// Runs the TLS 1.3 handshake as `localhost` over an open TCP connection.
+    pub async fn over(tcp: TcpStream, ca_pem: &str) -> std::io::Result<RawConnection> {
+        let config = rustls_client_config(ca_pem, &[&rustls::version::TLS13]);
         let name = ServerName::try_from("localhost").expect("valid name");
         let stream = TlsConnector::from(config).connect(name, tcp).await?;
         Ok(RawConnection {

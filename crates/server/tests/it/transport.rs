@@ -1,12 +1,13 @@
 //! Transport protections: security headers, size limits, raw path checks, rate and
 //! concurrency limits, timeouts, and the audit entries of rejected requests.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use keyward_server::RateLimit;
 use serde_json::json;
 
-use crate::harness::{RawResponse, TestServer};
+use crate::harness::{RawConnection, RawResponse, TestServer};
 
 const HSTS: &str = "max-age=63072000; includeSubDomains; preload";
 
@@ -388,4 +389,252 @@ async fn bad_json_is_rejected_and_audited() {
     let text = response.text().await.expect("body");
     assert!(!text.contains("hunter2"), "{text}");
     assert_eq!(server.rejected_entries("invalid_json"), 1);
+}
+
+/// Starts a request whose body never arrives in full, so it keeps its request slot.
+async fn start_slow_body(connection: &mut RawConnection, token: &str) {
+    let head = format!(
+        "PUT /v1/secret/data/app/x HTTP/1.1\r\nHost: localhost\r\nX-Vault-Token: {token}\r\nContent-Length: 100\r\n\r\n{{",
+    );
+    connection.send(head.as_bytes()).await;
+}
+
+#[tokio::test]
+async fn one_address_cannot_take_every_slot() {
+    let server = TestServer::start_with(|config| {
+        config.max_concurrent_requests = 3;
+        config.max_concurrent_requests_per_address = 2;
+    })
+    .await;
+    let busy: IpAddr = "127.0.0.1".parse().expect("valid address");
+    let other: IpAddr = "127.0.0.2".parse().expect("valid address");
+
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let mut connection = server.raw_connection_from(busy).await.expect("connects");
+        start_slow_body(&mut connection, &server.root_token).await;
+        slow.push(connection);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let rejected = server
+        .client_from(busy)
+        .get(server.url("sys/health"))
+        .send()
+        .await
+        .expect("request completes");
+    assert_eq!(rejected.status(), 503);
+    assert_eq!(
+        rejected.headers().get("retry-after").map(|v| v.as_bytes()),
+        Some(b"1".as_slice())
+    );
+    assert_eq!(
+        server.rejected_entries("too_many_concurrent_requests_address"),
+        1
+    );
+
+    let served = server
+        .client_from(other)
+        .get(server.url("sys/health"))
+        .send()
+        .await
+        .expect("request completes");
+    assert_eq!(served.status(), 200, "another address was refused");
+    drop(slow);
+}
+
+#[tokio::test]
+async fn slow_body_gets_408_before_request_timeout() {
+    let server = TestServer::start_with(|config| {
+        config.body_read_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let mut slow = server
+        .raw_connection(&server.cert.ca_pem)
+        .await
+        .expect("connects");
+    let started = std::time::Instant::now();
+    start_slow_body(&mut slow, &server.root_token).await;
+
+    let response = slow.read_response().await;
+    assert_eq!(response.status, 408);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "408 came after {:?}",
+        started.elapsed()
+    );
+    assert_security_headers(&response);
+    assert_eq!(
+        body_json(&response),
+        json!({ "errors": ["request body not received in time"] })
+    );
+    assert_eq!(server.rejected_entries("body_read_timeout"), 1);
+
+    let (status, _) = server.call("GET", "secret/data/app/x", None).await;
+    assert_eq!(status, 404, "the partial write was stored");
+}
+
+#[tokio::test]
+async fn response_wrapping_is_rejected() {
+    let server = TestServer::start().await;
+    server
+        .call(
+            "PUT",
+            "secret/data/app/x",
+            Some(json!({ "data": { "password": "wrapped-secret" } })),
+        )
+        .await;
+    let client = server.client();
+
+    let requests = [
+        ("GET", "secret/data/app/x", "X-Vault-Wrap-TTL", "60s"),
+        ("POST", "auth/token/create", "X-Vault-Wrap-TTL", "5m"),
+        ("GET", "secret/data/app/x", "X-Vault-Wrap-Format", "jwt"),
+        ("GET", "sys/health", "X-Vault-Wrap-TTL", "60"),
+    ];
+    for (method, path, header, value) in requests {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("valid method");
+        let response = client
+            .request(method, server.url(path))
+            .header("X-Vault-Token", &server.root_token)
+            .header(header, value)
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("request completes");
+        assert_eq!(response.status(), 400, "{path} with {header}");
+        let body: serde_json::Value = response.json().await.expect("JSON body");
+        assert_eq!(
+            body,
+            json!({ "errors": ["response wrapping is not supported"] }),
+            "{path} with {header}"
+        );
+    }
+    assert_eq!(server.rejected_entries("response_wrapping_unsupported"), 4);
+
+    let audit = std::fs::read_to_string(&server.audit_path).expect("audit log");
+    assert!(
+        !audit.contains("\"token.create\""),
+        "a token was created for a wrapped request"
+    );
+}
+
+#[tokio::test]
+async fn lockout_retry_after_is_time_left() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    // The default lockout: 20 failures within a minute lock the address for 300 s.
+    for _ in 0..20 {
+        let (status, _) = server
+            .call_as("kwt.wrong-guess", "GET", "secret/data/app/x", None)
+            .await;
+        assert_eq!(status, 403);
+    }
+
+    let response = client
+        .get(server.url("secret/data/app/x"))
+        .header("X-Vault-Token", &server.root_token)
+        .send()
+        .await
+        .expect("request completes");
+    assert_eq!(response.status(), 429);
+    let retry_after: u64 = response
+        .headers()
+        .get("retry-after")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse().ok())
+        .expect("numeric Retry-After");
+    assert!((290..=300).contains(&retry_after), "{retry_after}");
+}
+
+#[tokio::test]
+async fn version_lists_are_deduplicated_and_capped() {
+    let server = TestServer::start().await;
+    for value in ["one", "two"] {
+        server
+            .call(
+                "PUT",
+                "secret/data/app/x",
+                Some(json!({ "data": { "v": value } })),
+            )
+            .await;
+    }
+
+    let too_many: Vec<u64> = (1..=1001).collect();
+    let (status, body) = server
+        .call(
+            "POST",
+            "secret/delete/app/x",
+            Some(json!({ "versions": too_many })),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let message = body["errors"][0].as_str().unwrap_or_default();
+    assert!(message.starts_with("too many versions"), "{message}");
+    let (status, _) = server
+        .call("GET", "secret/data/app/x?version=1", None)
+        .await;
+    assert_eq!(status, 200, "a rejected request deleted a version");
+
+    let repeated = vec!["1"; 50_000];
+    let (status, body) = server
+        .call(
+            "POST",
+            "secret/delete/app/x",
+            Some(json!({ "versions": repeated })),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let (status, _) = server
+        .call("GET", "secret/data/app/x?version=1", None)
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = server
+        .call("GET", "secret/data/app/x?version=2", None)
+        .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn sub_second_ttl_is_rejected() {
+    let server = TestServer::start().await;
+    for ttl in ["0.5s", "1ns", "999ms"] {
+        let (status, body) = server
+            .call("POST", "auth/token/create", Some(json!({ "ttl": ttl })))
+            .await;
+        assert_eq!(status, 400, "{ttl}: {body}");
+        let message = body["errors"][0].as_str().unwrap_or_default();
+        assert!(message.contains("at least 1s"), "{ttl}: {message}");
+    }
+
+    let (status, body) = server
+        .call("POST", "auth/token/create", Some(json!({ "ttl": "1s" })))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["auth"]["lease_duration"], 1);
+}
+
+#[tokio::test]
+async fn huge_renew_increment_is_clamped() {
+    let server = TestServer::start().await;
+    let (status, created) = server
+        .call("POST", "auth/token/create", Some(json!({ "ttl": "1h" })))
+        .await;
+    assert_eq!(status, 200);
+    let token = created["auth"]["client_token"]
+        .as_str()
+        .expect("client token")
+        .to_owned();
+
+    let (status, body) = server
+        .call_as(
+            &token,
+            "POST",
+            "auth/token/renew-self",
+            Some(json!({ "increment": "300000000000s" })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let lease = body["auth"]["lease_duration"].as_u64().expect("lease");
+    assert!(lease <= 768 * 3600, "{lease}");
 }

@@ -279,7 +279,7 @@ impl SecretStore for SqliteStore {
         tokens::set_token_expiry(self, accessor, expire_time).await
     }
 
-    async fn revoke_token(&self, accessor: &str) -> Result<(), StoreError> {
+    async fn revoke_token(&self, accessor: &str) -> Result<u64, StoreError> {
         tokens::revoke_token(self, accessor).await
     }
 

@@ -11,11 +11,12 @@ use super::convert::backend_error;
 use crate::store::StoreError;
 
 /// The statements of each migration, in order; migration N is `MIGRATIONS[N - 1]`.
-const MIGRATIONS: &[&[&str]] = &[&[
-    // One row per secret: created by its first version or by a metadata write.
-    // `current_version` is the highest version ever written; it never goes down while the
-    // row exists, so pruned version numbers are not reused.
-    "CREATE TABLE secrets (
+const MIGRATIONS: &[&[&str]] = &[
+    &[
+        // One row per secret: created by its first version or by a metadata write.
+        // `current_version` is the highest version ever written; it never goes down while the
+        // row exists, so pruned version numbers are not reused.
+        "CREATE TABLE secrets (
         path TEXT PRIMARY KEY NOT NULL,
         created_time INTEGER NOT NULL,
         updated_time INTEGER NOT NULL,
@@ -26,10 +27,10 @@ const MIGRATIONS: &[&[&str]] = &[&[
             CHECK (delete_version_after_secs >= 0),
         custom_metadata TEXT NOT NULL DEFAULT '{}'
     ) STRICT",
-    // One row per kept version. The data is AEAD ciphertext bound to (path, version);
-    // `key_id` repeats the ciphertext's key id so a key rotation can count and find the
-    // records still under an old key. A destroyed version keeps its row without data.
-    "CREATE TABLE secret_versions (
+        // One row per kept version. The data is AEAD ciphertext bound to (path, version);
+        // `key_id` repeats the ciphertext's key id so a key rotation can count and find the
+        // records still under an old key. A destroyed version keeps its row without data.
+        "CREATE TABLE secret_versions (
         path TEXT NOT NULL REFERENCES secrets (path) ON DELETE CASCADE,
         version INTEGER NOT NULL CHECK (version >= 1),
         created_time INTEGER NOT NULL,
@@ -45,9 +46,9 @@ const MIGRATIONS: &[&[&str]] = &[&[
         CHECK ((destroyed = 0 AND ciphertext IS NOT NULL AND key_id IS NOT NULL)
             OR (destroyed = 1 AND ciphertext IS NULL AND key_id IS NULL))
     ) STRICT",
-    "CREATE INDEX secret_versions_by_key_id ON secret_versions (key_id)",
-    // Tokens are stored by keyed hash only. Times are Unix nanoseconds like everywhere else.
-    "CREATE TABLE tokens (
+        "CREATE INDEX secret_versions_by_key_id ON secret_versions (key_id)",
+        // Tokens are stored by keyed hash only. Times are Unix nanoseconds like everywhere else.
+        "CREATE TABLE tokens (
         token_hash TEXT PRIMARY KEY NOT NULL,
         accessor TEXT NOT NULL UNIQUE,
         policies TEXT NOT NULL,
@@ -59,11 +60,45 @@ const MIGRATIONS: &[&[&str]] = &[&[
         parent_accessor TEXT,
         meta TEXT NOT NULL
     ) STRICT",
-    "CREATE TABLE policies (
+        "CREATE TABLE policies (
         name TEXT PRIMARY KEY NOT NULL,
         text TEXT NOT NULL
     ) STRICT",
-]];
+    ],
+    &[
+        // Revoking a token deletes its descendants, found through this index.
+        "CREATE INDEX tokens_by_parent ON tokens (parent_accessor)",
+        // Earlier builds deleted a revoked token without its children. Revoke those children and
+        // their descendants now, as a revocation does from this version on.
+        "WITH RECURSIVE orphaned (accessor) AS (
+        SELECT accessor FROM tokens
+        WHERE parent_accessor IS NOT NULL
+          AND parent_accessor NOT IN (SELECT accessor FROM tokens)
+        UNION
+        SELECT child.accessor FROM tokens AS child
+        JOIN orphaned ON child.parent_accessor = orphaned.accessor
+    )
+    DELETE FROM tokens WHERE accessor IN (SELECT accessor FROM orphaned)",
+        // Earlier builds also let a child outlive its parent. Cap each token's expiry at the
+        // earliest expiry among its ancestors (NULL means no expiry), as creation does now.
+        "WITH RECURSIVE capped (accessor, cap) AS (
+        SELECT accessor, expire_time FROM tokens WHERE parent_accessor IS NULL
+        UNION
+        SELECT child.accessor,
+               CASE WHEN capped.cap IS NULL THEN child.expire_time
+                    WHEN child.expire_time IS NULL THEN capped.cap
+                    ELSE min(child.expire_time, capped.cap) END
+        FROM tokens AS child
+        JOIN capped ON child.parent_accessor = capped.accessor
+    )
+    UPDATE tokens
+    SET expire_time = (SELECT cap FROM capped WHERE capped.accessor = tokens.accessor)
+    WHERE EXISTS (
+        SELECT 1 FROM capped
+        WHERE capped.accessor = tokens.accessor AND capped.cap IS NOT tokens.expire_time
+    )",
+    ],
+];
 
 /// The schema version this build writes.
 pub(super) const SCHEMA_VERSION: usize = MIGRATIONS.len();

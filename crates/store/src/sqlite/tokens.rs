@@ -141,19 +141,30 @@ pub(super) async fn set_token_expiry(
     tx.commit().await.map_err(backend_error)
 }
 
-/// Deletes a token; an unknown accessor is [`StoreError::NotFound`], as Vault rejects revoking
-/// an unknown accessor.
-pub(super) async fn revoke_token(store: &SqliteStore, accessor: &str) -> Result<(), StoreError> {
+/// Deletes a token and every token descended from it (its children, their children and so
+/// on) in one transaction, and returns how many tokens were deleted. An unknown accessor is
+/// [`StoreError::NotFound`], as Vault rejects revoking an unknown accessor.
+pub(super) async fn revoke_token(store: &SqliteStore, accessor: &str) -> Result<u64, StoreError> {
     let mut tx = begin_write(store).await?;
-    let deleted = sqlx::query("DELETE FROM tokens WHERE accessor = ?")
-        .bind(accessor)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend_error)?;
+    // UNION (not UNION ALL) stops the recursion even if edited rows formed a parent cycle.
+    let deleted = sqlx::query(
+        "WITH RECURSIVE tree (accessor) AS (
+             SELECT accessor FROM tokens WHERE accessor = ?1
+             UNION
+             SELECT child.accessor FROM tokens AS child
+             JOIN tree ON child.parent_accessor = tree.accessor
+         )
+         DELETE FROM tokens WHERE accessor IN (SELECT accessor FROM tree)",
+    )
+    .bind(accessor)
+    .execute(&mut *tx)
+    .await
+    .map_err(backend_error)?;
     if deleted.rows_affected() == 0 {
         return Err(StoreError::NotFound);
     }
-    tx.commit().await.map_err(backend_error)
+    tx.commit().await.map_err(backend_error)?;
+    Ok(deleted.rows_affected())
 }
 
 /// Creates or replaces a policy.

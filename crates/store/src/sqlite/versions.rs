@@ -344,18 +344,22 @@ fn decrypt(
     })
 }
 
-/// Returns the versions a delete, undelete or destroy applies to: the given ones, or the
-/// current one when the list is empty. Numbers past `i64::MAX` cannot exist and are dropped.
+/// Returns the versions a delete, undelete or destroy applies to: the given ones without
+/// duplicates, or the current one when the list is empty. Numbers past `i64::MAX` cannot exist
+/// and are dropped.
 async fn target_versions(
     tx: &mut Transaction<'static, Sqlite>,
     path: &SecretPath,
     versions: &[u64],
 ) -> Result<Vec<i64>, StoreError> {
     if !versions.is_empty() {
-        return Ok(versions
+        let mut targets: Vec<i64> = versions
             .iter()
             .filter_map(|&v| i64::try_from(v).ok())
-            .collect());
+            .collect();
+        targets.sort_unstable();
+        targets.dedup();
+        return Ok(targets);
     }
     let current: Option<i64> = sqlx::query("SELECT current_version FROM secrets WHERE path = ?")
         .bind(path.as_str())
@@ -368,7 +372,7 @@ async fn target_versions(
     Ok(current.filter(|&v| v > 0).into_iter().collect())
 }
 
-/// The three version-state changes, each one UPDATE per version.
+/// The three version-state changes, each one UPDATE over all the versions it applies to.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum VersionChange {
     /// Set the deletion time to now, unless already deleted or destroyed.
@@ -380,32 +384,37 @@ pub(super) enum VersionChange {
 }
 
 impl VersionChange {
-    /// Returns the UPDATE for one version. Every statement takes the same numbered parameters
-    /// (?1 now, ?2 path, ?3 version); SQLite allows a statement to leave ?1 unused.
+    /// Returns the UPDATE for a set of versions. Every statement takes the same numbered
+    /// parameters (?1 now, ?2 path, ?3 the versions as a JSON array); SQLite allows a statement
+    /// to leave ?1 unused. Passing the list as one JSON parameter keeps it to one statement
+    /// whatever its length, below SQLite's limit on bound parameters.
     fn statement(self) -> &'static str {
         match self {
             // A version whose deletion time is still in the future (delete_version_after) is
             // deleted now; one already deleted keeps its original deletion time, as in Vault.
             VersionChange::Delete => {
                 "UPDATE secret_versions SET deletion_time = ?1
-                 WHERE path = ?2 AND version = ?3 AND destroyed = 0
+                 WHERE path = ?2 AND version IN (SELECT value FROM json_each(?3))
+                   AND destroyed = 0
                    AND (deletion_time IS NULL OR deletion_time > ?1)"
             }
             VersionChange::Undelete => {
                 "UPDATE secret_versions SET deletion_time = NULL
-                 WHERE path = ?2 AND version = ?3 AND destroyed = 0"
+                 WHERE path = ?2 AND version IN (SELECT value FROM json_each(?3))
+                   AND destroyed = 0"
             }
             VersionChange::Destroy => {
                 "UPDATE secret_versions
                  SET ciphertext = NULL, key_id = NULL, destroyed = 1, stage = 'destroyed'
-                 WHERE path = ?2 AND version = ?3"
+                 WHERE path = ?2 AND version IN (SELECT value FROM json_each(?3))"
             }
         }
     }
 }
 
 /// Applies a delete, undelete or destroy to `versions` (the current version when empty) in one
-/// transaction. Unknown versions and a missing secret change nothing and are not errors.
+/// transaction and one statement. Duplicates count once; unknown versions and a missing secret
+/// change nothing and are not errors.
 pub(super) async fn change_versions(
     store: &SqliteStore,
     path: &SecretPath,
@@ -415,15 +424,19 @@ pub(super) async fn change_versions(
     let mut tx = begin_write(store).await?;
     let now_nanos = time_to_nanos(OffsetDateTime::now_utc())?;
 
-    for version in target_versions(&mut tx, path, versions).await? {
-        sqlx::query(change.statement())
-            .bind(now_nanos)
-            .bind(path.as_str())
-            .bind(version)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend_error)?;
+    let targets = target_versions(&mut tx, path, versions).await?;
+    if targets.is_empty() {
+        return Ok(());
     }
+    // A list of integers always serialises.
+    let targets = serde_json::to_string(&targets).unwrap_or_else(|_| "[]".to_owned());
+    sqlx::query(change.statement())
+        .bind(now_nanos)
+        .bind(path.as_str())
+        .bind(targets)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend_error)?;
 
     tx.commit().await.map_err(backend_error)
 }

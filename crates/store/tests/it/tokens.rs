@@ -123,7 +123,7 @@ async fn revoked_token_is_gone() {
         .await
         .expect("create 2");
 
-    t.store.revoke_token("acc-1").await.expect("revoke");
+    assert_eq!(t.store.revoke_token("acc-1").await.expect("revoke"), 1);
 
     assert!(matches!(
         t.store.token_by_hash("hash-1").await,
@@ -134,6 +134,114 @@ async fn revoked_token_is_gone() {
         Err(StoreError::NotFound)
     ));
     assert!(t.store.token_by_accessor("acc-2").await.is_ok());
+}
+
+/// Builds a token created by `parent`, or an orphan when `parent` is `None`.
+fn child(accessor: &str, parent: Option<&str>) -> TokenRecord {
+    TokenRecord {
+        parent_accessor: parent.map(str::to_owned),
+        ..token(&format!("hash-{accessor}"), accessor)
+    }
+}
+
+async fn exists(t: &TestStore, accessor: &str) -> bool {
+    match t.store.token_by_accessor(accessor).await {
+        Ok(_) => true,
+        Err(StoreError::NotFound) => false,
+        Err(other) => panic!("lookup of {accessor} failed: {other}"),
+    }
+}
+
+#[tokio::test]
+async fn revoke_removes_the_whole_subtree() {
+    let t = TestStore::new().await;
+    // root ─┬─ a ─── a1 ─── a1x
+    //       └─ b          other ─── other1
+    for (accessor, parent) in [
+        ("root", None),
+        ("a", Some("root")),
+        ("b", Some("root")),
+        ("a1", Some("a")),
+        ("a1x", Some("a1")),
+        ("other", None),
+        ("other1", Some("other")),
+    ] {
+        t.store
+            .create_token(&child(accessor, parent))
+            .await
+            .expect("create");
+    }
+
+    let count = t.store.revoke_token("a").await.expect("revoke a");
+
+    assert_eq!(count, 3);
+    for revoked in ["a", "a1", "a1x"] {
+        assert!(
+            !exists(&t, revoked).await,
+            "{revoked} outlived its ancestor"
+        );
+    }
+    for untouched in ["root", "b", "other", "other1"] {
+        assert!(
+            exists(&t, untouched).await,
+            "{untouched} was revoked with a"
+        );
+    }
+
+    assert_eq!(t.store.revoke_token("root").await.expect("revoke root"), 2);
+    assert!(!exists(&t, "b").await);
+    assert!(exists(&t, "other1").await);
+}
+
+#[tokio::test]
+async fn upgrade_revokes_children_of_revoked_tokens() {
+    let t = TestStore::new().await;
+    let hour = time::Duration::hours(1);
+    let parent = TokenRecord {
+        expire_time: Some(token("x", "x").created_time + hour),
+        ..child("parent", None)
+    };
+    let long_child = TokenRecord {
+        expire_time: Some(parent.created_time + 10 * hour),
+        ..child("long-child", Some("parent"))
+    };
+    let grandchild = TokenRecord {
+        expire_time: None,
+        ..child("grandchild", Some("long-child"))
+    };
+    for record in [
+        &parent,
+        &long_child,
+        &grandchild,
+        &child("orphaned", Some("revoked-earlier")),
+        &child("orphaned-child", Some("orphaned")),
+    ] {
+        t.store.create_token(record).await.expect("create");
+    }
+
+    // Put the file back in the state the previous schema left it in.
+    let mut raw = t.raw().await;
+    for statement in [
+        "DROP INDEX tokens_by_parent",
+        "UPDATE schema_version SET version = 1",
+    ] {
+        sqlx::query(statement)
+            .execute(&mut raw)
+            .await
+            .expect("downgrade");
+    }
+    drop(raw);
+    let keyring = std::sync::Arc::clone(&t.keyring);
+    let t = t.reopen_with(keyring).await;
+
+    assert!(!exists(&t, "orphaned").await);
+    assert!(!exists(&t, "orphaned-child").await);
+    for capped in ["long-child", "grandchild"] {
+        let record = t.store.token_by_accessor(capped).await.expect("kept");
+        assert_eq!(record.expire_time, parent.expire_time, "{capped}");
+    }
+    let record = t.store.token_by_accessor("parent").await.expect("kept");
+    assert_eq!(record.expire_time, parent.expire_time);
 }
 
 #[tokio::test]
