@@ -94,8 +94,8 @@
 //!   [`Keyring::wrap`], so wrap and store the keyring periodically.
 //! - Re-encrypting old values onto a new data key is the caller's job: this crate reports
 //!   which key sealed a value ([`Keyring::key_id_of`], [`Encrypted::needs_rewrap`]) and
-//!   re-encrypts one value at a time ([`Encrypted::rewrap`]). It does not walk a database,
-//!   and it has no way to remove a retired key from a keyring.
+//!   re-encrypts one value at a time ([`Encrypted::rewrap`]). It does not walk a database;
+//!   once no value uses an old key, [`Keyring::retire`] removes it.
 //! - Format 1 cannot tell a wrong key from a wrong context or modified bytes. Format 2 can,
 //!   but its 32-bit checks are diagnostics, not key commitment. About one wrong key or context
 //!   in 2^32 passes its check and is reported as modified. Anyone who can edit stored bytes
