@@ -73,6 +73,9 @@ pub struct Limits {
     pub per_address_per_second: u32,
     /// Failed authentications within a minute that lock an address out for five minutes.
     pub lockout_threshold: u32,
+    /// Encryptions under one data key after which the server rotates it by itself; at most
+    /// 2^31, since random 96-bit nonces allow 2^32 per key.
+    pub data_key_rotate_after: u64,
 }
 
 impl Default for Limits {
@@ -83,6 +86,7 @@ impl Default for Limits {
             per_token_per_second: 1000,
             per_address_per_second: 2000,
             lockout_threshold: 20,
+            data_key_rotate_after: keyward_crypto::Keyring::ROTATE_AFTER_ENCRYPTIONS,
         }
     }
 }

@@ -99,6 +99,7 @@ fn manager_config(limits: &Limits) -> ManagerConfig {
             threshold: limits.lockout_threshold,
             ..LockoutConfig::default()
         },
+        data_key_rotate_after: limits.data_key_rotate_after,
         ..ManagerConfig::default()
     }
 }

@@ -328,3 +328,113 @@ fn root_rotation_changes_key() {
         }
     }
 }
+
+#[test]
+fn configured_encryption_limit_rotates_key() {
+    let work = temp_dir();
+    let init = InitDir::create(work.path(), "data", "encryption limit passphrase");
+    let root = init.root_token.clone();
+
+    // A tiny budget, so a handful of writes reaches it.
+    let config = std::fs::read_to_string(&init.config).expect("config readable");
+    let default_line = format!("data_key_rotate_after = {DEFAULT_ROTATE_AFTER}");
+    assert!(
+        config.contains(&default_line),
+        "init wrote no default limit:\n{config}"
+    );
+    std::fs::write(
+        &init.config,
+        config.replace(&default_line, "data_key_rotate_after = 5"),
+    )
+    .expect("config writable");
+
+    let server = Server::start(&init, work.path());
+    for index in 0..8 {
+        let value = format!("value={index}");
+        assert_ok(
+            &server.cli(&root, &["kv", "put", &format!("limit/s{index}"), &value]),
+            "kv put",
+        );
+    }
+
+    let states = key_states(&server, &root);
+    assert!(
+        states.len() >= 2,
+        "no rotation at the configured limit: {states:?}"
+    );
+    let active: Vec<&u64> = states
+        .iter()
+        .filter(|(_, (state, _))| state == "active")
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(
+        active,
+        vec![states.keys().max().expect("a key")],
+        "{states:?}"
+    );
+
+    for index in 0..8 {
+        let read = server.cli(
+            &root,
+            &["kv", "get", &format!("limit/s{index}"), "--field", "value"],
+        );
+        assert_ok(&read, "kv get");
+        assert_eq!(read.stdout.trim(), index.to_string());
+    }
+}
+
+/// The encryption limit `init` writes by default: 2^30.
+const DEFAULT_ROTATE_AFTER: u64 = 1 << 30;
+
+#[test]
+fn argon2id_keyring_reopens_after_restart() {
+    let work = temp_dir();
+    let dir = work.path().join("data");
+    let passphrase = "argon2id restart passphrase";
+    let output = run_with_timeout(
+        keyward(&[
+            "init",
+            "--format",
+            "json",
+            "--kdf",
+            "argon2id",
+            "--passphrase-env",
+        ])
+        .arg(crate::harness::PASSPHRASE_VAR)
+        .arg("--data-dir")
+        .arg(&dir)
+        .env(crate::harness::PASSPHRASE_VAR, passphrase),
+        Duration::from_secs(60),
+    )
+    .expect("init finishes");
+    assert_ok(&output, "init --kdf argon2id");
+
+    let keyring = std::fs::read_to_string(dir.join("keyring.json")).expect("keyring written");
+    let keyring: Value = serde_json::from_str(&keyring).expect("keyring is JSON");
+    assert_eq!(keyring["kdf"]["algorithm"], json!("argon2id"), "{keyring}");
+
+    let printed = output.json();
+    let init = InitDir {
+        dir: dir.clone(),
+        config: printed["config"].as_str().expect("config").into(),
+        ca_file: printed["ca_file"].as_str().expect("ca_file").into(),
+        root_token: printed["root_token"]
+            .as_str()
+            .expect("root_token")
+            .to_owned(),
+        passphrase: passphrase.to_owned(),
+    };
+    let root = init.root_token.clone();
+
+    let server = Server::start(&init, work.path());
+    assert_ok(
+        &server.cli(&root, &["kv", "put", "argon/db", "password=kept"]),
+        "kv put",
+    );
+    server.terminate();
+
+    let server = Server::start(&init, work.path());
+    let read = server.cli(&root, &["kv", "get", "argon/db", "--field", "password"]);
+    assert_ok(&read, "kv get after restart");
+    assert_eq!(read.stdout.trim(), "kept");
+}
