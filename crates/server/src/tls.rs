@@ -19,6 +19,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose,
 };
+use rustls::pki_types::pem::{Error as PemError, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
@@ -41,7 +42,7 @@ pub enum TlsError {
         /// The file.
         path: PathBuf,
         /// The parser's error.
-        source: io::Error,
+        source: rustls::pki_types::pem::Error,
     },
     /// The certificate file holds no `CERTIFICATE` block.
     #[error("no certificate found in {0} (expected a PEM 'CERTIFICATE' block)")]
@@ -90,7 +91,7 @@ fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsErr
         path: path.to_owned(),
         source,
     })?;
-    let certs = rustls_pemfile::certs(&mut pem.as_slice())
+    let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|source| TlsError::Pem {
             path: path.to_owned(),
@@ -107,12 +108,13 @@ fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
         path: path.to_owned(),
         source,
     })?);
-    rustls_pemfile::private_key(&mut pem.as_slice())
-        .map_err(|source| TlsError::Pem {
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|source| match source {
+        PemError::NoItemsFound => TlsError::NoPrivateKey(path.to_owned()),
+        source => TlsError::Pem {
             path: path.to_owned(),
             source,
-        })?
-        .ok_or_else(|| TlsError::NoPrivateKey(path.to_owned()))
+        },
+    })
 }
 
 /// Reloads the server certificate from its files into a running server.

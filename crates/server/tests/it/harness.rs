@@ -12,6 +12,7 @@ use keyward_crypto::{Keyring, RootKey, WrappedKeyring};
 use keyward_manager::{KeyManagement, KeyringSink, ManagerConfig, RequestContext, SecretsManager};
 use keyward_server::{CertificateReloader, DevCertificate, Server, ServerConfig};
 use keyward_store::SqliteStore;
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -246,7 +247,7 @@ pub fn rustls_client_config(
     versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(cert.expect("CA parses")).expect("CA is usable");
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
