@@ -37,6 +37,9 @@ pub enum Command {
     /// Rotate data keys and the root key, and rewrap records, on a running server.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Check a deployment's security settings: file modes, passphrase, root token,
+    /// certificate, audit log and limits. Exits with 1 when a check fails.
+    Doctor(DoctorArgs),
 }
 
 /// Options of `keyward server`.
@@ -53,6 +56,17 @@ pub struct ServerArgs {
     /// Address to listen on (overrides the configuration; default for --dev 127.0.0.1:8200).
     #[arg(long)]
     pub listen: Option<SocketAddr>,
+}
+
+/// Options of `keyward doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Path of the configuration file (TOML) of the deployment to check.
+    #[arg(long, short = 'c', env = "KEYWARD_CONFIG")]
+    pub config: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
 }
 
 /// Options of `keyward init`.

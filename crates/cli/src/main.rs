@@ -5,6 +5,7 @@ mod client;
 mod commands;
 mod config;
 mod datadir;
+mod doctor;
 mod duration;
 mod error;
 mod keyring_file;
@@ -52,6 +53,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Policy(command) => commands::policy::run(command).await,
         Command::Audit(command) => commands::audit::run(command),
         Command::Keys(command) => commands::keys::run(command).await,
+        Command::Doctor(args) => doctor::run(args).await,
     }
 }
 

@@ -12,6 +12,7 @@ mod bao_cli;
 mod cli;
 mod cli_errors;
 mod compare;
+mod doctor;
 mod durability;
 mod first_use;
 mod harness;
