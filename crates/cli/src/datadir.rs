@@ -45,32 +45,32 @@ pub struct DataDir {
 }
 
 impl DataDir {
-    /// A data dir at `root`.
+    /// Creates the path set of a data dir at `root`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self { root: root.into() }
     }
 
-    /// The wrapped keyring.
+    /// Returns the path of the wrapped keyring.
     pub fn keyring(&self) -> PathBuf {
         self.root.join("keyring.json")
     }
 
-    /// The SQLite database.
+    /// Returns the path of the SQLite database.
     pub fn database(&self) -> PathBuf {
         self.root.join("keyward.db")
     }
 
-    /// The audit log.
+    /// Returns the path of the audit log.
     pub fn audit_log(&self) -> PathBuf {
         self.root.join("audit").join("audit.log")
     }
 
-    /// The TLS folder.
+    /// Returns the path of the TLS folder.
     pub fn tls(&self) -> PathBuf {
         self.root.join("tls")
     }
 
-    /// The configuration file `init` writes.
+    /// Returns the path of the configuration file that `init` writes.
     pub fn config(&self) -> PathBuf {
         self.root.join("keyward.toml")
     }
@@ -269,7 +269,7 @@ async fn open_with_keyring(
     })
 }
 
-/// What `init` made.
+/// The results of `init`.
 pub struct Initialised {
     /// The open data dir.
     pub opened: Opened,
@@ -280,7 +280,7 @@ pub struct Initialised {
 }
 
 /// Creates a data dir with a fresh keyring sealed by `root`, a self-signed certificate and a
-/// root token. Fails without changing anything if the dir already holds a keyring.
+/// root token. Fails without changing anything if the dir already contains a keyring.
 pub async fn initialise(
     dir: &DataDir,
     root: RootKey,
@@ -427,7 +427,7 @@ pub fn tls_files(config: &Config) -> (PathBuf, PathBuf) {
     }
 }
 
-/// The default listen address of `keyward server --dev`.
+/// Returns the default listen address of `keyward server --dev`.
 pub fn dev_listen() -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, 8200))
 }

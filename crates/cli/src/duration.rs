@@ -1,49 +1,19 @@
 //! Durations on the command line, written as Go and the Vault CLI write them: `90s`, `15m`,
 //! `1h30m`, `1.5h`, `7d`, or plain seconds (`3600`).
 //!
-//! Parsing here lets the CLI reject a bad `--ttl` before it sends anything. The server parses
-//! the same forms again; this module does not decide what a duration means to it.
+//! Parsing here, with the server's parser, lets the CLI reject a bad `--ttl` before it sends
+//! anything. This module does not decide what a duration means to the server.
 
-/// Parses a duration into whole seconds; fractions of a second are dropped.
-///
-/// Accepted units: `ns`, `us` (or `µs`), `ms`, `s`, `m`, `h` and `d` (24 hours, as Vault
-/// accepts). Each number may have a decimal fraction (`1.5h`).
+/// Parses a duration into whole seconds with the server's own parser, so the CLI accepts
+/// exactly what the server does. Surrounding whitespace is rejected here, since on the command
+/// line it usually means a quoting mistake.
 pub fn parse_seconds(text: &str) -> Result<u64, String> {
-    let invalid = || format!("invalid duration {text:?}: use for example 90s, 15m, 1h30m or 3600");
-    if text.is_empty() {
-        return Err(invalid());
+    if text.trim() != text {
+        return Err(format!(
+            "invalid duration {text:?}: remove the spaces around it"
+        ));
     }
-    if text.bytes().all(|b| b.is_ascii_digit()) {
-        return text.parse::<u64>().map_err(|_| invalid());
-    }
-
-    let mut rest = text;
-    let mut total_nanos: u128 = 0;
-    while !rest.is_empty() {
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(invalid)?;
-        let (number, after) = rest.split_at(number_len);
-        let unit_len = after
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(after.len());
-        let (unit, after) = after.split_at(unit_len);
-
-        let unit_nanos: u128 = match unit {
-            "ns" => 1,
-            "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60 * 1_000_000_000,
-            "h" => 3_600 * 1_000_000_000,
-            "d" => 86_400 * 1_000_000_000,
-            _ => return Err(invalid()),
-        };
-        let nanos = decimal_times(number, unit_nanos).ok_or_else(invalid)?;
-        total_nanos = total_nanos.checked_add(nanos).ok_or_else(invalid)?;
-        rest = after;
-    }
-    u64::try_from(total_nanos / 1_000_000_000).map_err(|_| invalid())
+    keyward_server::parse_duration(text)
 }
 
 /// Parses a token TTL for `--ttl`: a duration of at least one second.
@@ -55,28 +25,6 @@ pub fn parse_ttl(text: &str) -> Result<u64, String> {
         ));
     }
     Ok(seconds)
-}
-
-/// Multiplies a decimal such as `1.5` by `unit_nanos` in integers, so `0.1h` is exact.
-fn decimal_times(number: &str, unit_nanos: u128) -> Option<u128> {
-    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-    if (whole.is_empty() && fraction.is_empty()) || fraction.contains('.') {
-        return None;
-    }
-    let whole: u128 = if whole.is_empty() {
-        0
-    } else {
-        whole.parse().ok()?
-    };
-    let mut value = whole.checked_mul(unit_nanos)?;
-
-    // Digits past nanosecond precision cannot change the whole-second result.
-    let mut scale = unit_nanos;
-    for digit in fraction.bytes().take(30) {
-        scale /= 10;
-        value = value.checked_add(u128::from(digit - b'0') * scale)?;
-    }
-    Some(value)
 }
 
 /// Formats whole seconds as the Vault CLI prints a token's duration: `768h`, `1h30m`,

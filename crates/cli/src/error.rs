@@ -6,7 +6,7 @@
 
 use std::process::ExitCode;
 
-/// Why a command failed. The message is one line and, where it can, says what to try.
+/// A command's failure. The message is one line and, where possible, names what to try.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     /// The command line or its input is invalid.
@@ -15,7 +15,7 @@ pub enum CliError {
     /// The token is missing, invalid or lacks permission, or the root key is wrong.
     #[error("{0}")]
     Auth(String),
-    /// What was asked for does not exist.
+    /// The requested item does not exist.
     #[error("{0}")]
     NotFound(String),
     /// The server could not be reached.
@@ -30,7 +30,7 @@ pub enum CliError {
 }
 
 impl CliError {
-    /// The process exit code for this error.
+    /// Returns the process exit code for this error.
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(match self {
             CliError::Other(_) => 1,

@@ -42,7 +42,7 @@ pub enum ManagerError {
 }
 
 impl ManagerError {
-    /// A short, stable name for audit entries and metrics.
+    /// Returns a short, stable name for audit entries and metrics.
     pub fn kind(&self) -> &'static str {
         match self {
             ManagerError::PermissionDenied => "permission_denied",

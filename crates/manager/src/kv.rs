@@ -164,7 +164,7 @@ impl SecretsManager {
             }
             let current = self.store.get(path, None).await?;
             let Some(data) = current.data else {
-                // Vault answers 404 when the current version is deleted or destroyed.
+                // Vault returns 404 when the current version is deleted or destroyed.
                 return Err(ManagerError::NotFound);
             };
             if cas.is_some_and(|cas| cas != current.meta.version) {
@@ -393,8 +393,8 @@ impl SecretsManager {
         }
     }
 
-    /// Vault asks for `create` on a new path and `update` on an existing one; look the secret
-    /// up only when the caller holds just one of them.
+    /// Requires `create` on a new path and `update` on an existing one, as Vault does. The
+    /// secret is looked up only when the caller has just one of the two.
     async fn require_create_or_update(
         &self,
         caller: &Caller,

@@ -3,7 +3,7 @@
 //!
 //! Every call authenticates the caller's token, checks its policies (deny by default, Vault's
 //! path-glob rules), writes hash-chained audit entries (fail closed), calls the store and
-//! publishes a security event. This crate knows neither HTTP nor TLS nor SQL: the server maps
+//! publishes a security event. This crate depends on neither HTTP nor TLS nor SQL: the server maps
 //! requests onto it, and the store behind it is any [`keyward_store::SecretStore`].
 
 mod admin;

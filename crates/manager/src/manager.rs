@@ -77,7 +77,7 @@ impl Default for ManagerConfig {
     }
 }
 
-/// Who is asking, and from where: the transport facts of one request.
+/// The transport facts of one request: its id and the caller's address.
 #[derive(Clone, Debug)]
 pub struct RequestContext {
     /// A unique id for the request, echoed to the client and written to the audit log.
@@ -110,7 +110,7 @@ pub struct Health {
     pub sealed: bool,
     /// The server version.
     pub version: String,
-    /// Whether some backend is failing and answers may be degraded.
+    /// Whether some backend is failing, so responses may be degraded.
     pub degraded: bool,
 }
 
@@ -294,8 +294,8 @@ impl SecretsManager {
         token::hash(&self.token_hash_key, token)
     }
 
-    /// Checks that the caller holds one of `wanted` on `api_path`; a refusal is published as
-    /// an event (its audit entry is the operation's response entry).
+    /// Checks that the caller has one of `wanted` on `api_path`. A denial is published as an
+    /// event, and its audit entry is the operation's response entry.
     pub(crate) fn require(
         &self,
         caller: &Caller,

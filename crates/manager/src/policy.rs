@@ -326,8 +326,8 @@ impl PolicySet {
         granted.contains(&Capability::Admin) || wanted.iter().any(|c| granted.contains(c))
     }
 
-    /// Whether any rule could grant something at or below `prefix`; used to answer whether a
-    /// mount is visible to the caller at all.
+    /// Whether any rule could grant something at or below `prefix`. The server uses it to decide
+    /// whether a mount is visible to the caller at all.
     pub fn grants_anything_under(&self, prefix: &str) -> bool {
         self.root
             || self.rules.iter().any(|(pattern, capabilities)| {

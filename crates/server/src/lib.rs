@@ -78,6 +78,7 @@ pub use errors::ServerError;
 pub use tls::{
     CertificateReloader, DevCertificate, TlsError, generate_dev_certificate, load_server_config,
 };
+pub use vault::params::parse_go_duration as parse_duration;
 
 use limits::Limits;
 use request::AppState;

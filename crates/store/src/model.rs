@@ -60,7 +60,7 @@ impl fmt::Debug for SecretData {
     }
 }
 
-/// Where a version stands in its secret's life.
+/// The stage of a version in its secret's life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {

@@ -90,7 +90,7 @@ pub(crate) fn duration_secs(value: &Value) -> Result<u64, String> {
 
 /// Parses a Go duration string (`300ms`, `1.5h`, `2h45m`) or plain seconds (`3600`) into whole
 /// seconds. Vault's `d` suffix for days is accepted too.
-pub(crate) fn parse_go_duration(text: &str) -> Result<u64, String> {
+pub fn parse_go_duration(text: &str) -> Result<u64, String> {
     let invalid = || {
         format!(
             "{INVALID_DURATION} {:?}: use for example \"90s\", \"1h30m\" or \"3600\"",
