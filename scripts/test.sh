@@ -32,7 +32,22 @@ PY
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/keyward-test.XXXXXX")
 bao_pid=""
+pg_dir=""
+# Debian installs PostgreSQL's server binaries under a versioned directory (15 on bookworm).
+pg_bin=$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin 2>/dev/null | sort -V | tail -n 1 || true)
+# PostgreSQL refuses to run as root, so as root its commands run as the `postgres` user.
+pg_as() {
+    if [[ $(id -u) -eq 0 ]]; then
+        runuser -u postgres -- "$@"
+    else
+        "$@"
+    fi
+}
 cleanup() {
+    if [[ -n "$pg_dir" ]]; then
+        pg_as "$pg_bin/pg_ctl" -D "$pg_dir/data" -m fast stop >/dev/null 2>&1 || true
+        rm -rf "$pg_dir"
+    fi
     if [[ -n "$bao_pid" ]]; then
         kill "$bao_pid" 2>/dev/null || true
         wait "$bao_pid" 2>/dev/null || true
@@ -68,6 +83,33 @@ elif [[ "${CI:-}" == "true" ]]; then
     exit 1
 else
     log "warning: the bao CLI is missing; OpenBao interoperability tests will be skipped"
+fi
+
+# PostgreSQL (15 on Debian bookworm) for the rotation engine's PostgreSQL rotator tests, on loopback with password
+# (SCRAM) logins over TCP and an admin role whose URL the tests read.
+if [[ -n "$pg_bin" && -x "$pg_bin/pg_ctl" ]]; then
+    pg_dir=$(mktemp -d "${TMPDIR:-/tmp}/keyward-pg.XXXXXX")
+    mkdir "$pg_dir/data" "$pg_dir/socket"
+    pg_port=$(free_port_pair)
+    pg_password="pg-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
+    printf '%s\n' "$pg_password" >"$pg_dir/pwfile"
+    if [[ $(id -u) -eq 0 ]]; then
+        chown -R postgres: "$pg_dir"
+    fi
+    log "starting PostgreSQL from $pg_bin on 127.0.0.1:$pg_port"
+    pg_as "$pg_bin/initdb" -D "$pg_dir/data" -U keyward_admin --pwfile="$pg_dir/pwfile" \
+        --auth-local=trust --auth-host=scram-sha-256 >"$pg_dir/initdb.log" 2>&1 \
+        || { cat "$pg_dir/initdb.log" >&2; exit 1; }
+    rm -f "$pg_dir/pwfile"
+    pg_as "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/server.log" -w \
+        -o "-p $pg_port -k $pg_dir/socket -c listen_addresses=127.0.0.1" start >/dev/null \
+        || { cat "$pg_dir/server.log" >&2; exit 1; }
+    export KEYWARD_TEST_POSTGRES_URL="postgres://keyward_admin:$pg_password@127.0.0.1:$pg_port/postgres"
+elif [[ "${CI:-}" == "true" ]]; then
+    log "PostgreSQL is missing: install the Debian package 'postgresql'"
+    exit 1
+else
+    log "warning: PostgreSQL is missing; PostgreSQL rotator tests will be skipped"
 fi
 
 log "running the crypto crate's users example"

@@ -62,5 +62,6 @@ mod writer;
 
 pub use error::{AuditError, VerifyError};
 pub use key::AuditKey;
+pub use line::parse_line;
 pub use log::AuditLog;
 pub use verify::{VerifyReport, verify};

@@ -13,6 +13,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 
+use crate::VerifyError;
+
 /// `prev` of the first entry: 64 hex zeros.
 pub(crate) const ZERO_HASH: &str =
     "0000000000000000000000000000000000000000000000000000000000000000";
@@ -152,6 +154,27 @@ pub(crate) fn check_line(line: &[u8]) -> Result<CheckedLine, String> {
     })
 }
 
+/// Checks one audit log line on its own, without its newline: that it is a well-formed entry
+/// and that its `hash` matches its bytes. Returns the line's `seq`.
+///
+/// This is the per-line check that [`verify`](crate::verify) runs. It does not check the chain
+/// to other lines, so an intact line moved from another log passes.
+///
+/// # Errors
+///
+/// [`VerifyError::Malformed`] when the line is not a well-formed entry, and
+/// [`VerifyError::Edited`] when its hash does not match its contents. Both report line 1.
+pub fn parse_line(line: &[u8]) -> Result<u64, VerifyError> {
+    let checked = check_line(line).map_err(|reason| VerifyError::Malformed { line: 1, reason })?;
+    if !checked.hash_matches() {
+        return Err(VerifyError::Edited {
+            line: 1,
+            seq: checked.seq,
+        });
+    }
+    Ok(checked.seq)
+}
+
 /// Reads only the sequence number at the start of a line, without checking the rest.
 pub(crate) fn peek_seq(line: &[u8]) -> Option<u64> {
     let digits = line.strip_prefix(LINE_START)?;
@@ -261,6 +284,29 @@ mod tests {
             .expect("timestamp is in range");
 
         assert_eq!(format_time(time), "2023-11-14T22:13:20.000000100Z");
+    }
+
+    #[test]
+    fn parse_line_returns_seq_of_intact_line() {
+        let line = format_line(7, "2026-01-02T03:04:05.000000000Z", ZERO_HASH, &entry_json());
+        let text = line.text.trim_end_matches('\n');
+
+        assert_eq!(parse_line(text.as_bytes()).expect("intact line parses"), 7);
+    }
+
+    #[test]
+    fn parse_line_reports_edit_and_garbage() {
+        let line = format_line(7, "2026-01-02T03:04:05.000000000Z", ZERO_HASH, &entry_json());
+        let edited = line.text.trim_end_matches('\n').replacen("seq\":7", "seq\":8", 1);
+
+        assert!(matches!(
+            parse_line(edited.as_bytes()),
+            Err(VerifyError::Edited { line: 1, seq: 8 })
+        ));
+        assert!(matches!(
+            parse_line(b"{\"seq\":1"),
+            Err(VerifyError::Malformed { line: 1, .. })
+        ));
     }
 
     #[test]

@@ -37,6 +37,13 @@ pub enum Command {
     /// Rotate data keys and the root key, and rewrap records, on a running server.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Run a command with secrets in its environment; optionally restart it when they change
+    /// and mask their values in its output.
+    Run(crate::commands::run::RunArgs),
+    /// Print secrets as a dotenv file or a JSON object.
+    Export(crate::commands::export::ExportArgs),
+    /// Write the variables of a dotenv file as a new version of a secret.
+    Import(crate::commands::import::ImportArgs),
     /// Check a deployment's security settings: file modes, passphrase, root token,
     /// certificate, audit log and limits. Exits with 1 when a check fails.
     Doctor(DoctorArgs),
@@ -315,6 +322,11 @@ pub struct NewRootKeyArgs {
     /// Name of an environment variable holding the new root key as 64 hex characters.
     #[arg(long, value_name = "VAR")]
     pub new_key_env: Option<String>,
+    /// TOML file with a `[root_key]` section of `source = "transit"`: a new random root key is
+    /// wrapped by that Vault transit key and written to its `wrapped_key_file`, which must not
+    /// exist yet.
+    #[arg(long, value_name = "FILE")]
+    pub new_transit: Option<PathBuf>,
 }
 
 /// `keyward audit ...`

@@ -1,7 +1,7 @@
 //! The server's configuration file (`keyward.toml`).
 //!
-//! The file names where the root key comes from (an environment variable, a key file), never
-//! the key or passphrase itself. Relative paths are resolved against the file's directory.
+//! The file names where the root key comes from (an environment variable, a key file, a Vault
+//! transit key), never the key or passphrase itself. Relative paths are resolved against the file's directory.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::CliError;
+pub use crate::vault_config::StorageConfig;
+use crate::vault_config::TransitRootKey;
 
 /// The configuration file's contents.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -26,6 +28,9 @@ pub struct Config {
     /// Request limits.
     #[serde(default)]
     pub limits: Limits,
+    /// Where secrets are stored; default: the data dir's SQLite file.
+    #[serde(default, skip_serializing_if = "StorageConfig::is_sqlite")]
+    pub storage: StorageConfig,
 }
 
 /// Where the root key comes from.
@@ -47,9 +52,11 @@ pub enum RootKeySource {
         /// The variable's name.
         name: String,
     },
+    /// A 32-byte key wrapped by a Vault or OpenBao transit key (auto-unseal).
+    Transit(Box<TransitRootKey>),
 }
 
-/// Certificate and key files.
+/// Certificate and key files, and client certificate (mutual TLS) settings.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct TlsFiles {
@@ -57,6 +64,14 @@ pub struct TlsFiles {
     pub cert_file: PathBuf,
     /// PEM private key.
     pub key_file: PathBuf,
+    /// PEM file with the CAs that sign client certificates; when set, the server requests
+    /// a certificate from each client. Reloaded with the certificate on SIGHUP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca: Option<PathBuf>,
+    /// Whether a client without a certificate from `client_ca` fails the handshake; when
+    /// false, such a client connects and its token decides. Needs `client_ca`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_client_cert: bool,
 }
 
 /// Request limits; every field has a default.
@@ -98,18 +113,47 @@ impl Config {
         let text = std::fs::read_to_string(path).map_err(|e| {
             CliError::Usage(format!("cannot read configuration {}: {e}", path.display()))
         })?;
+        // Before the typed parse, whose error for this case does not name the backend.
+        crate::resilience_config::reject_without_remote_backend(&text).map_err(|e| {
+            CliError::Usage(format!("invalid configuration {}: {e}", path.display()))
+        })?;
         let mut config: Config = toml::from_str(&text).map_err(|e| {
             CliError::Usage(format!("invalid configuration {}: {e}", path.display()))
         })?;
 
         let base = path.parent().unwrap_or(Path::new("."));
         config.data_dir = base.join(&config.data_dir);
-        if let RootKeySource::KeyFile { path } = &mut config.root_key {
-            *path = base.join(&*path);
+        match &mut config.root_key {
+            RootKeySource::KeyFile { path } => *path = base.join(&*path),
+            RootKeySource::Transit(transit) => transit.resolve_paths(base),
+            _ => {}
+        }
+        if let StorageConfig::Vault {
+            vault, resilience, ..
+        } = &mut config.storage
+        {
+            vault.resolve_paths(base);
+            if let Some(settings) = resilience {
+                settings.to_manager_config(&config.data_dir).map_err(|e| {
+                    CliError::Usage(format!(
+                        "invalid [storage.resilience] in {}: {e}",
+                        path.display()
+                    ))
+                })?;
+            }
         }
         if let Some(tls) = &mut config.tls {
             tls.cert_file = base.join(&tls.cert_file);
             tls.key_file = base.join(&tls.key_file);
+            if let Some(client_ca) = &mut tls.client_ca {
+                *client_ca = base.join(&*client_ca);
+            } else if tls.require_client_cert {
+                return Err(CliError::Usage(format!(
+                    "invalid configuration {}: [tls] require_client_cert = true needs \
+                     client_ca = \"FILE\" naming the CA that signs client certificates",
+                    path.display()
+                )));
+            }
         }
         Ok(config)
     }
@@ -135,6 +179,7 @@ mod tests {
             },
             tls: None,
             limits: Limits::default(),
+            storage: StorageConfig::default(),
         };
         let text = config.to_toml().expect("serialises");
         assert_eq!(toml::from_str::<Config>(&text).ok(), Some(config));
@@ -144,6 +189,36 @@ mod tests {
     fn unknown_field_is_rejected() {
         let text = "data_dir = \"d\"\nlisten = \"127.0.0.1:1\"\npassword = \"x\"\n[root_key]\nsource = \"key_env\"\nname = \"K\"\n";
         assert!(toml::from_str::<Config>(text).is_err());
+    }
+
+    #[test]
+    fn client_ca_resolves_against_config_dir() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("keyward.toml");
+        std::fs::write(
+            &path,
+            "data_dir = \"data\"\nlisten = \"127.0.0.1:1\"\n[root_key]\nsource = \"key_env\"\nname = \"K\"\n\
+             [tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\nclient_ca = \"clients.pem\"\nrequire_client_cert = true\n",
+        )
+        .expect("write config");
+        let config = Config::load(&path).expect("loads");
+        let tls = config.tls.expect("tls table");
+        assert_eq!(tls.client_ca, Some(dir.path().join("clients.pem")));
+        assert!(tls.require_client_cert);
+    }
+
+    #[test]
+    fn required_client_cert_needs_client_ca() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("keyward.toml");
+        std::fs::write(
+            &path,
+            "data_dir = \"data\"\nlisten = \"127.0.0.1:1\"\n[root_key]\nsource = \"key_env\"\nname = \"K\"\n\
+             [tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\nrequire_client_cert = true\n",
+        )
+        .expect("write config");
+        let error = Config::load(&path).expect_err("client_ca is missing");
+        assert!(error.to_string().contains("client_ca"), "{error}");
     }
 
     #[test]

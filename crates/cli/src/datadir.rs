@@ -16,11 +16,11 @@ use std::sync::Arc;
 use keyward_audit::{AuditKey, AuditLog};
 use keyward_crypto::{CryptoError, KdfParams, Keyring, RootKey, WrappedKeyring};
 use keyward_manager::{IssuedToken, KeyManagement, ManagerConfig, RequestContext, SecretsManager};
-use keyward_store::SqliteStore;
+use keyward_store::{SecretStore, SqliteStore, VaultStore, VaultStoreConfig};
 use zeroize::Zeroizing;
 
 use crate::cli::{Format, InitArgs, Kdf, RootKeyArgs};
-use crate::config::{Config, RootKeySource};
+use crate::config::{Config, RootKeySource, StorageConfig};
 use crate::error::CliError;
 use crate::keyring_file::KeyringFile;
 use crate::shell;
@@ -84,6 +84,8 @@ pub struct Opened {
     pub store: Arc<SqliteStore>,
     /// The audit log, to close on shutdown.
     pub audit: AuditLog,
+    /// The Vault storage backend's token renewal, which stops when dropped.
+    pub vault_renewal: Option<keyward_vault::RenewalTask>,
 }
 
 /// Reads the root key from its source. For a passphrase, `kdf` gives the salt and iterations
@@ -125,6 +127,14 @@ pub async fn read_root_key(source: &RootKeySource, kdf: &KdfParams) -> Result<Ro
                 CliError::Usage(format!("cannot read key file {}: {e}", path.display()))
             })?);
             parse_raw_key(&bytes, &format!("key file {}", path.display()))
+        }
+        RootKeySource::Transit(transit) => {
+            if !matches!(kdf, KdfParams::Raw) {
+                return Err(CliError::Usage(
+                    "the keyring was sealed with a passphrase, not a transit-wrapped key: use the passphrase it was made with".into(),
+                ));
+            }
+            transit.unseal().await
         }
         RootKeySource::KeyEnv { name } => {
             let value = Zeroizing::new(std::env::var(name).map_err(|_| {
@@ -204,6 +214,7 @@ fn create_private_dir(path: &Path) -> Result<(), CliError> {
 pub async fn open(
     dir: &DataDir,
     source: &RootKeySource,
+    storage: &StorageConfig,
     manager_config: ManagerConfig,
 ) -> Result<Opened, CliError> {
     let keyring_path = dir.keyring();
@@ -228,7 +239,7 @@ pub async fn open(
         other => CliError::Other(format!("cannot open the keyring: {other}")),
     })?;
 
-    open_with_keyring(dir, Arc::new(keyring), root, manager_config).await
+    open_with_keyring(dir, Arc::new(keyring), root, storage, manager_config).await
 }
 
 /// Opens the store and the audit log with an unwrapped keyring and builds the manager. The
@@ -237,6 +248,7 @@ async fn open_with_keyring(
     dir: &DataDir,
     keyring: Arc<Keyring>,
     root: RootKey,
+    storage: &StorageConfig,
     manager_config: ManagerConfig,
 ) -> Result<Opened, CliError> {
     let token_key = keyring.derive_subkey(TOKEN_HASH_LABEL);
@@ -254,7 +266,8 @@ async fn open_with_keyring(
     let audit = AuditLog::open(&audit_path, audit_key)
         .map_err(|e| CliError::Other(format!("cannot open the audit log: {e}")))?;
 
-    let manager = SecretsManager::new(store.clone(), audit.clone(), token_key, manager_config)
+    let (backend, vault_renewal) = storage_backend(storage, &store).await?;
+    let manager = SecretsManager::new(backend, audit.clone(), token_key, manager_config)
         .await
         .map_err(|e| CliError::Other(format!("cannot start the manager: {e}")))?
         .with_key_management(KeyManagement {
@@ -266,7 +279,49 @@ async fn open_with_keyring(
         manager: Arc::new(manager),
         store,
         audit,
+        vault_renewal,
     })
+}
+
+/// Returns the store the manager uses: the SQLite store itself, or a Vault store that keeps
+/// tokens and policies in it, with the Vault client's token renewal task.
+async fn storage_backend(
+    storage: &StorageConfig,
+    local: &Arc<SqliteStore>,
+) -> Result<(Arc<dyn SecretStore>, Option<keyward_vault::RenewalTask>), CliError> {
+    let StorageConfig::Vault {
+        mount,
+        prefix,
+        encrypt_values,
+        vault,
+        resilience,
+    } = storage
+    else {
+        return Ok((local.clone(), None));
+    };
+
+    // With the resilience layer the server starts while Vault is down and serves its cache.
+    let client = if resilience.is_some() {
+        vault.connect_or_defer().await?
+    } else {
+        vault.connect().await?
+    };
+    let renewal = client.spawn_renewal();
+    let config = VaultStoreConfig {
+        mount: mount.clone(),
+        prefix: prefix.clone(),
+        encrypt_values: *encrypt_values,
+    };
+    let store = VaultStore::new(client, config, Arc::clone(local))
+        .map_err(|e| CliError::Usage(format!("invalid [storage] settings: {e}")))?;
+    tracing::info!(
+        address = %vault.address,
+        mount = %mount,
+        prefix = %prefix,
+        encrypt_values,
+        "secrets are stored in vault"
+    );
+    Ok((Arc::new(store), Some(renewal)))
 }
 
 /// The results of `init`.
@@ -307,7 +362,14 @@ pub async fn initialise(
     // The keyring is written last among the key files: its presence marks an initialised dir.
     write_new_private_file(&dir.keyring(), wrapped.to_json().as_bytes())?;
 
-    let opened = open_with_keyring(dir, Arc::new(keyring), root, manager_config).await?;
+    let opened = open_with_keyring(
+        dir,
+        Arc::new(keyring),
+        root,
+        &StorageConfig::Sqlite,
+        manager_config,
+    )
+    .await?;
     let ctx = RequestContext {
         request_id: "init".to_owned(),
         remote_addr: Ipv4Addr::LOCALHOST.into(),
@@ -363,6 +425,7 @@ pub async fn init_command(args: InitArgs) -> Result<(), CliError> {
         },
         tls: None,
         limits: Default::default(),
+        storage: StorageConfig::Sqlite,
     };
     write_new_private_file(&dir.config(), config.to_toml()?.as_bytes())?;
     initialised.opened.audit.close();

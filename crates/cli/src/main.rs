@@ -9,8 +9,10 @@ mod doctor;
 mod duration;
 mod error;
 mod keyring_file;
+mod resilience_config;
 mod serve;
 mod shell;
+mod vault_config;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -54,6 +56,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Audit(command) => commands::audit::run(command),
         Command::Keys(command) => commands::keys::run(command).await,
         Command::Doctor(args) => doctor::run(args).await,
+        Command::Run(args) => commands::run::run(args).await,
+        Command::Export(args) => commands::export::run(args).await,
+        Command::Import(args) => commands::import::run(args).await,
     }
 }
 

@@ -5,17 +5,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keyward_crypto::RootKey;
-use keyward_manager::{LockoutConfig, ManagerConfig};
-use keyward_server::{RateLimit, ServerConfig};
+use keyward_manager::{LockoutConfig, ManagerConfig, ResilienceConfig};
+use keyward_server::{ClientAuth, RateLimit, ServerConfig};
 
 use crate::cli::ServerArgs;
-use crate::config::{Config, Limits, RootKeySource};
+use crate::config::{Config, Limits, RootKeySource, StorageConfig};
 use crate::datadir::{self, DataDir, Opened};
 use crate::error::CliError;
 use crate::shell;
 
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn run(args: ServerArgs) -> Result<(), CliError> {
+    // Before the manager exists, so the gauges it sets while opening are recorded.
+    keyward_server::install_metrics_recorder();
     if args.dev {
         return run_dev(args).await;
     }
@@ -33,7 +35,10 @@ pub async fn run(args: ServerArgs) -> Result<(), CliError> {
     }
 
     let dir = DataDir::new(&config.data_dir);
-    let opened = datadir::open(&dir, &config.root_key, manager_config(&config.limits)).await?;
+    let mut manager_config = manager_config(&config.limits);
+    manager_config.resilience = resilience_config(&config)?;
+    let opened = datadir::open(&dir, &config.root_key, &config.storage, manager_config).await?;
+    open_disk_cache(&opened).await?;
     let (cert_file, key_file) = datadir::tls_files(&config);
     tracing::info!(listen = %config.listen, data_dir = %config.data_dir.display(), "keyward server starting");
     serve(opened, server_config(&config, cert_file, key_file)).await
@@ -58,6 +63,7 @@ async fn run_dev(args: ServerArgs) -> Result<(), CliError> {
         },
         tls: None,
         limits,
+        storage: Default::default(),
     };
     let (cert_file, key_file) = datadir::tls_files(&config);
 
@@ -104,6 +110,35 @@ fn manager_config(limits: &Limits) -> ManagerConfig {
     }
 }
 
+/// Builds the resilience layer's settings from `[storage.resilience]`; `None` without it.
+fn resilience_config(config: &Config) -> Result<Option<ResilienceConfig>, CliError> {
+    let StorageConfig::Vault {
+        resilience: Some(settings),
+        ..
+    } = &config.storage
+    else {
+        return Ok(None);
+    };
+    settings
+        .to_manager_config(&config.data_dir)
+        .map(Some)
+        .map_err(|e| CliError::Usage(format!("invalid [storage.resilience]: {e}")))
+}
+
+/// Loads the encrypted read cache, if `[storage.resilience] disk_cache = true`, so reads can
+/// be served before the backend responds.
+async fn open_disk_cache(opened: &Opened) -> Result<(), CliError> {
+    let loaded = opened
+        .manager
+        .open_disk_cache(opened.store.keyring_handle())
+        .await
+        .map_err(|e| CliError::Other(format!("cannot open the read cache file: {e}")))?;
+    if loaded > 0 {
+        tracing::info!(entries = loaded, "read cache loaded from disk");
+    }
+    Ok(())
+}
+
 fn server_config(
     config: &Config,
     cert_file: std::path::PathBuf,
@@ -111,6 +146,7 @@ fn server_config(
 ) -> ServerConfig {
     let limits = &config.limits;
     let mut server = ServerConfig::new(config.listen, cert_file, key_file);
+    server.client_auth = client_auth(config);
     server.max_body_bytes = limits.max_body_bytes;
     server.request_timeout = Duration::from_secs(limits.request_timeout_secs);
     server.per_token_rate = Some(RateLimit::new(
@@ -124,21 +160,42 @@ fn server_config(
     server
 }
 
+fn client_auth(config: &Config) -> ClientAuth {
+    let Some(tls) = &config.tls else {
+        return ClientAuth::None;
+    };
+    match (&tls.client_ca, tls.require_client_cert) {
+        // `Config::load` rejects `require_client_cert` without `client_ca`.
+        (None, _) => ClientAuth::None,
+        (Some(ca_path), false) => ClientAuth::Optional {
+            ca_path: ca_path.clone(),
+        },
+        (Some(ca_path), true) => ClientAuth::Required {
+            ca_path: ca_path.clone(),
+        },
+    }
+}
+
 async fn serve(opened: Opened, config: ServerConfig) -> Result<(), CliError> {
     let Opened {
         manager,
         store,
         audit,
+        vault_renewal,
     } = opened;
 
     let result = keyward_server::serve(Arc::clone(&manager), config, shutdown_signal()).await;
 
     // Save the keyring's encryption counts, then close in dependency order so every
     // acknowledged write and audit entry is on disk.
+    if let Err(error) = manager.flush_disk_cache().await {
+        tracing::error!(%error, "writing the read cache file at shutdown failed; it holds the entries of its last periodic write");
+    }
     if let Err(error) = manager.shutdown().await {
         tracing::error!(%error, "saving the keyring at shutdown failed; encryption counts since the last save are lost");
     }
     drop(manager);
+    drop(vault_renewal);
     audit.close();
     store.close().await;
     tracing::info!("keyward server stopped");

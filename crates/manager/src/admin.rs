@@ -270,6 +270,7 @@ impl SecretsManager {
             .revoke_token(accessor)
             .await
             .map_err(ManagerError::from);
+        self.forget_tokens().await;
         if let Ok(count) = &result {
             extra.insert("revoked_count".into(), json!(count));
         }
@@ -484,6 +485,7 @@ impl SecretsManager {
     ) -> Result<(), ManagerError> {
         self.audit_response(op, &result, Map::new()).await?;
         if result.is_ok() {
+            self.refresh_remembered_policies().await;
             self.events.publish(SecurityEvent::PolicyChanged {
                 accessor: caller.accessor().to_owned(),
                 name: name.to_owned(),

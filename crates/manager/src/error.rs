@@ -4,6 +4,12 @@
 //! authorisation failures they do not reveal whether a path exists.
 
 use keyward_store::StoreError;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+fn rfc3339(time: &OffsetDateTime) -> String {
+    time.format(&Rfc3339).unwrap_or_else(|_| time.to_string())
+}
 
 /// Why a manager operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +39,20 @@ pub enum ManagerError {
     /// The storage backend failed; nothing was changed.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// The storage backend failed and the cached copy of the secret is older than the maximum
+    /// staleness, so it is not served. The message names no value, only times.
+    #[error(
+        "storage backend unavailable and the cached copy of {path} is older than the maximum staleness of {max_stale_secs}s: last successful sync at {}; retry later",
+        rfc3339(.last_sync)
+    )]
+    StaleLimitExceeded {
+        /// The secret's path.
+        path: String,
+        /// The secret's last successful sync with the backend.
+        last_sync: OffsetDateTime,
+        /// The configured maximum staleness, in seconds.
+        max_stale_secs: u64,
+    },
     /// The audit log could not be written, so the request was refused.
     #[error("audit log unavailable: request refused")]
     AuditFailed,
@@ -52,6 +72,7 @@ impl ManagerError {
             ManagerError::CasRequired => "cas_required",
             ManagerError::Invalid(_) => "invalid_request",
             ManagerError::Unavailable(_) => "unavailable",
+            ManagerError::StaleLimitExceeded { .. } => "stale_limit_exceeded",
             ManagerError::AuditFailed => "audit_failed",
             ManagerError::Internal(_) => "internal",
         }

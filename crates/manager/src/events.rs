@@ -110,6 +110,30 @@ pub enum SecurityEvent {
         /// The active key, which now protects every stored version.
         key_id: u32,
     },
+    /// A storage backend failed after a run of successful calls.
+    BackendUnavailable {
+        /// The backend's name.
+        backend: String,
+    },
+    /// A backend's circuit breaker opened: calls fail fast until its backoff ends.
+    CircuitOpened {
+        /// The backend's name.
+        backend: String,
+        /// Consecutive failures counted when it opened.
+        consecutive_failures: u32,
+        /// How long it stays open before a probe, in milliseconds.
+        backoff_ms: u64,
+    },
+    /// A backend's circuit breaker let one probe call through.
+    CircuitHalfOpen {
+        /// The backend's name.
+        backend: String,
+    },
+    /// A backend's circuit breaker closed after a successful probe.
+    CircuitClosed {
+        /// The backend's name.
+        backend: String,
+    },
 }
 
 /// The in-process event bus.

@@ -13,6 +13,8 @@ use keyward_store::{
     VersionMeta,
 };
 use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use crate::events::SecurityEvent;
 use crate::manager::{Caller, Operation, RequestContext};
@@ -41,6 +43,67 @@ pub struct KvRead {
     pub custom_metadata: BTreeMap<String, String>,
     /// The data, if the version is readable.
     pub data: Option<SecretData>,
+    /// The read's source: the backend (or a cache entry within its TTL), a stale
+    /// cache entry, or the environment fallback.
+    pub freshness: Freshness,
+}
+
+/// The source and age of a read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Freshness {
+    /// From the backend, or from a cache entry within its TTL.
+    Fresh,
+    /// From the cache while the backend fails: the value as of the last successful sync.
+    Stale {
+        /// The secret's last successful sync with the backend.
+        last_sync: OffsetDateTime,
+    },
+    /// From the environment-variable fallback, while both the backend and the cache fail.
+    EnvFallback,
+}
+
+impl Freshness {
+    /// Returns the name used in audit entries: `fresh`, `stale` or `env_fallback`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Freshness::Fresh => "fresh",
+            Freshness::Stale { .. } => "stale",
+            Freshness::EnvFallback => "env_fallback",
+        }
+    }
+
+    /// Returns the last successful sync of a stale read.
+    pub fn last_sync(&self) -> Option<OffsetDateTime> {
+        match self {
+            Freshness::Stale { last_sync } => Some(*last_sync),
+            Freshness::Fresh | Freshness::EnvFallback => None,
+        }
+    }
+}
+
+/// Adds a non-fresh read's source and last sync to its audit entry; fresh reads get nothing,
+/// so their entries look as they did before the resilience layer.
+fn freshness_extra(extra: &mut Map<String, Value>, freshness: &Freshness) {
+    if *freshness == Freshness::Fresh {
+        return;
+    }
+    extra.insert("freshness".into(), json!(freshness.as_str()));
+    if let Some(last_sync) = freshness.last_sync()
+        && let Ok(formatted) = last_sync.format(&Rfc3339)
+    {
+        extra.insert("last_sync".into(), json!(formatted));
+    }
+}
+
+impl SecretsManager {
+    /// Returns whether the caller's policies grant `read` on a secret's data, without an audit
+    /// entry or a security event: for deciding what a caller may be told about, such as a change
+    /// notification, not for serving the secret itself.
+    pub fn may_read(&self, caller: &Caller, path: &SecretPath) -> bool {
+        caller
+            .policies
+            .allows_any(&data_path(path), &[Capability::Read])
+    }
 }
 
 fn data_path(path: &SecretPath) -> String {
@@ -71,18 +134,25 @@ impl SecretsManager {
         let op = self.operation(caller, ctx, "kv.read", data_path(path));
         let result = async {
             self.require(caller, &op.path, &[Capability::Read])?;
+            if let Some(layer) = &self.resilience {
+                return self.read_resilient(layer, path, version).await;
+            }
             let read = self.store.get(path, version).await?;
             Ok(KvRead {
                 meta: read.meta,
                 custom_metadata: read.custom_metadata,
                 data: read.data,
+                freshness: Freshness::Fresh,
             })
         }
         .await;
 
         let read_version = result.as_ref().ok().map(|r| r.meta.version);
-        self.audit_response(&op, &result, version_extra(read_version))
-            .await?;
+        let mut extra = version_extra(read_version);
+        if let Ok(read) = &result {
+            freshness_extra(&mut extra, &read.freshness);
+        }
+        self.audit_response(&op, &result, extra).await?;
         if let (Ok(read), Some(version)) = (&result, read_version)
             && read.data.is_some()
         {
@@ -446,6 +516,7 @@ impl SecretsManager {
         T: WrittenVersion,
     {
         let version = result.as_ref().ok().and_then(WrittenVersion::version);
+        self.invalidate_after_write(path, &result).await;
         self.audit_response(op, &result, version_extra(version))
             .await?;
         if result.is_ok() {

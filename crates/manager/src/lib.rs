@@ -14,6 +14,7 @@ mod kv;
 mod lockout;
 mod manager;
 pub mod policy;
+pub mod resilience;
 mod token;
 
 pub use error::ManagerError;
@@ -23,10 +24,14 @@ pub use keys::{
     kdf_name,
 };
 pub use keyward_store::RewrapProgress;
-pub use kv::{KV_MOUNT, KvRead};
+pub use kv::{Freshness, KV_MOUNT, KvRead};
 pub use lockout::LockoutConfig;
 pub use manager::{
     Caller, DEFAULT_POLICY, DEFAULT_POLICY_TEXT, Health, ManagerConfig, RequestContext,
     SecretsManager,
+};
+pub use resilience::{
+    CircuitState, Clock, DiskCacheError, EnvFallbackEntry, ManualClock, ResilienceConfig,
+    SystemClock, TtlOverride,
 };
 pub use token::{IssuedToken, MAX_TOKEN_LEN, TOKEN_PREFIX, TokenCreateRequest, TokenSecret};

@@ -24,6 +24,7 @@ use crate::events::{EventBus, SecurityEvent};
 use crate::keys::KeyLifecycle;
 use crate::lockout::{Lockout, LockoutConfig};
 use crate::policy::{Capability, Policy, PolicySet};
+use crate::resilience::{CircuitState, Resilience, ResilienceConfig};
 use crate::token::{self, MAX_TOKEN_LEN, TOKEN_PREFIX};
 
 /// Name of the policy attached to every token unless asked otherwise.
@@ -60,6 +61,9 @@ pub struct ManagerConfig {
     pub data_key_rotate_after: u64,
     /// Encryptions between two saves of the keyring, which persist its encryption counts.
     pub keyring_save_every: u64,
+    /// Cache, stale-if-error, circuit breaker and fallbacks around a remote backend; `None`
+    /// (the default, meant for the embedded SQLite store) calls the store directly.
+    pub resilience: Option<ResilienceConfig>,
 }
 
 impl Default for ManagerConfig {
@@ -73,6 +77,7 @@ impl Default for ManagerConfig {
             // Half of the hard limit, which is itself half of the 2^32 random-nonce bound.
             data_key_rotate_after: Keyring::ROTATE_AFTER_ENCRYPTIONS,
             keyring_save_every: 65_536,
+            resilience: None,
         }
     }
 }
@@ -125,6 +130,8 @@ pub struct SecretsManager {
     lockout: Lockout,
     /// Data-key and root-key management; `None` until [`SecretsManager::with_key_management`].
     pub(crate) keys: Option<KeyLifecycle>,
+    /// The resilience layer around a remote backend, if configured.
+    pub(crate) resilience: Option<Resilience>,
 }
 
 impl std::fmt::Debug for SecretsManager {
@@ -148,6 +155,11 @@ impl SecretsManager {
     ///
     /// `token_hash_key` keys the HMAC under which tokens are stored; it must stay the same for
     /// the life of the data dir, so derive it from the keyring.
+    ///
+    /// With [`ManagerConfig::resilience`] set, every store call goes through the circuit
+    /// breaker, and a backend that fails at start does not stop the manager: it starts with no
+    /// policies but `root` (or those of the on-disk cache, see
+    /// [`SecretsManager::open_disk_cache`]) and loads them once the backend responds.
     pub async fn new(
         store: Arc<dyn SecretStore>,
         audit: AuditLog,
@@ -155,22 +167,45 @@ impl SecretsManager {
         config: ManagerConfig,
     ) -> Result<Self, ManagerError> {
         let lockout = Lockout::new(config.lockout.clone());
+        let events = EventBus::default();
+        let (store, resilience) = match config.resilience.clone() {
+            Some(settings) => {
+                let (layer, guarded) = Resilience::wrap(settings, store, events.clone());
+                (guarded, Some(layer))
+            }
+            None => (store, None),
+        };
         let manager = Self {
             store,
             audit,
-            events: EventBus::default(),
+            events,
             config,
             policies: RwLock::new(HashMap::new()),
             token_hash_key: Zeroizing::new(token_hash_key),
             lockout,
             keys: None,
+            resilience,
         };
 
-        match manager.store.get_policy(DEFAULT_POLICY).await {
+        match (manager.load_initial_policies().await, &manager.resilience) {
+            (Ok(()), _) => {}
+            (Err(ManagerError::Unavailable(detail)), Some(layer)) => {
+                tracing::warn!(%detail, "storage backend unavailable at start; policies load once it responds");
+                layer
+                    .policies_pending
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            (Err(other), _) => return Err(other),
+        }
+        Ok(manager)
+    }
+
+    /// Creates the `default` policy if it is missing, then loads every policy.
+    async fn load_initial_policies(&self) -> Result<(), ManagerError> {
+        match self.store.get_policy(DEFAULT_POLICY).await {
             Ok(_) => {}
             Err(StoreError::NotFound) => {
-                manager
-                    .store
+                self.store
                     .put_policy(&keyward_store::PolicyRecord {
                         name: DEFAULT_POLICY.to_owned(),
                         text: DEFAULT_POLICY_TEXT.to_owned(),
@@ -179,14 +214,26 @@ impl SecretsManager {
             }
             Err(other) => return Err(other.into()),
         }
-        manager.reload_policies().await?;
-        Ok(manager)
+        self.reload_policies().await
     }
 
     /// Re-reads every policy from the store.
     pub async fn reload_policies(&self) -> Result<(), ManagerError> {
+        let records = self.store.all_policies().await?;
+        self.remember_policies(&records);
+        self.install_policies(records);
+        if let Some(layer) = &self.resilience {
+            layer
+                .policies_pending
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    /// Compiles policy records and makes them the policies in force.
+    pub(crate) fn install_policies(&self, records: Vec<keyward_store::PolicyRecord>) {
         let mut compiled = HashMap::new();
-        for record in self.store.all_policies().await? {
+        for record in records {
             match Policy::parse(&record.text) {
                 Ok(policy) => {
                     compiled.insert(record.name, Arc::new(policy));
@@ -197,7 +244,6 @@ impl SecretsManager {
             }
         }
         *self.policies.write().unwrap_or_else(|e| e.into_inner()) = compiled;
-        Ok(())
     }
 
     /// Returns a receiver of security events.
@@ -210,14 +256,24 @@ impl SecretsManager {
         &self.events
     }
 
-    /// Reports health for `sys/health`.
+    /// Reports health for `sys/health`: degraded while the backend's circuit breaker is not
+    /// closed or reads are being served without the backend.
     pub fn health(&self) -> Health {
         Health {
             initialized: true,
             sealed: false,
             version: env!("CARGO_PKG_VERSION").to_owned(),
-            degraded: false,
+            degraded: self
+                .resilience
+                .as_ref()
+                .is_some_and(Resilience::is_degraded),
         }
+    }
+
+    /// Returns the state of the backend's circuit breaker, or `None` without the resilience
+    /// layer.
+    pub fn circuit_state(&self) -> Option<CircuitState> {
+        self.resilience.as_ref().map(Resilience::circuit_state)
     }
 
     /// Authenticates a request's token.
@@ -245,15 +301,12 @@ impl SecretsManager {
             return Err(ManagerError::PermissionDenied);
         };
 
+        self.retry_pending_policies().await;
         let record = if token.len() > MAX_TOKEN_LEN || !token.starts_with(TOKEN_PREFIX) {
             None
         } else {
             let hash = token::hash(&self.token_hash_key, token);
-            match self.store.token_by_hash(&hash).await {
-                Ok(record) => Some(record),
-                Err(StoreError::NotFound) => None,
-                Err(other) => return Err(other.into()),
-            }
+            self.look_up_token(&hash).await?
         };
 
         let reason = match &record {
@@ -283,6 +336,38 @@ impl SecretsManager {
             token: record,
             policies: Arc::new(policies),
         })
+    }
+
+    /// Finds a token record by hash. While the backend fails, the resilience layer's copy
+    /// is used instead.
+    async fn look_up_token(&self, hash: &str) -> Result<Option<TokenRecord>, ManagerError> {
+        match self.store.token_by_hash(hash).await {
+            Ok(record) => {
+                self.remember_token(&record);
+                Ok(Some(record))
+            }
+            Err(StoreError::NotFound) => {
+                self.forget_token(hash);
+                Ok(None)
+            }
+            Err(StoreError::Backend(detail)) => match self.cached_token(hash) {
+                Some(record) => Ok(Some(record)),
+                None => Err(ManagerError::Unavailable(detail)),
+            },
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// Loads the policies if the backend failed when the manager started.
+    async fn retry_pending_policies(&self) {
+        let pending = self.resilience.as_ref().is_some_and(|layer| {
+            layer
+                .policies_pending
+                .load(std::sync::atomic::Ordering::SeqCst)
+        });
+        if pending && self.reload_policies().await.is_ok() {
+            tracing::info!("policies loaded after the storage backend recovered");
+        }
     }
 
     pub(crate) fn policy_set(&self, names: &[String]) -> PolicySet {

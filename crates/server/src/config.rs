@@ -6,7 +6,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::num::NonZeroU32;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Default listen address: loopback only, Vault's port.
@@ -38,6 +38,39 @@ impl RateLimit {
     }
 }
 
+/// Client certificate (mutual TLS) mode: whether the server requests a certificate, and
+/// which CAs it trusts to sign one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientAuth {
+    /// No client certificate is requested; the token alone authenticates a request.
+    #[default]
+    None,
+    /// A certificate is requested but not required. A client without one connects and its
+    /// token decides; a client that presents one not signed by a CA in `ca_path` fails the
+    /// handshake.
+    Optional {
+        /// PEM file with the CA certificates that sign client certificates.
+        ca_path: PathBuf,
+    },
+    /// Every client must present a certificate signed by a CA in `ca_path`; a client without
+    /// one fails the handshake. The token is still checked on every request.
+    Required {
+        /// PEM file with the CA certificates that sign client certificates.
+        ca_path: PathBuf,
+    },
+}
+
+impl ClientAuth {
+    /// Returns the client CA file, if client certificates are requested.
+    pub fn ca_path(&self) -> Option<&Path> {
+        match self {
+            ClientAuth::None => None,
+            ClientAuth::Optional { ca_path } | ClientAuth::Required { ca_path } => Some(ca_path),
+        }
+    }
+}
+
 /// Settings of the HTTPS API server.
 ///
 /// Build it with [`ServerConfig::new`], which fills in the defaults documented on each field,
@@ -51,6 +84,9 @@ pub struct ServerConfig {
     pub cert_path: PathBuf,
     /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1).
     pub key_path: PathBuf,
+    /// Client certificate authentication; reloaded with the certificate. Default:
+    /// [`ClientAuth::None`].
+    pub client_auth: ClientAuth,
     /// Largest accepted request body in bytes; larger requests get 413. Default: 1 MiB.
     pub max_body_bytes: usize,
     /// Largest accepted request line plus headers in bytes; larger requests get 431.
@@ -91,6 +127,7 @@ impl ServerConfig {
             listen_addr,
             cert_path,
             key_path,
+            client_auth: ClientAuth::None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             request_timeout: Duration::from_secs(30),

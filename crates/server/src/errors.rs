@@ -299,6 +299,11 @@ pub(crate) fn manager_error_response(error: &ManagerError) -> Response {
                 &["storage unavailable: retry later"],
             )
         }
+        // The message names the path, the staleness limit and the last sync time, never a value.
+        ManagerError::StaleLimitExceeded { .. } => {
+            tracing::warn!(error = %error, "stale read rejected: cached copy past the maximum staleness");
+            vault_errors(StatusCode::SERVICE_UNAVAILABLE, &[&error.to_string()])
+        }
         ManagerError::AuditFailed => vault_errors(
             StatusCode::SERVICE_UNAVAILABLE,
             &["audit log unavailable: request refused"],
@@ -359,6 +364,20 @@ mod tests {
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         let body = body_json(response).await.to_string();
         assert!(!body.contains("/var/x"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn stale_limit_names_last_sync() {
+        let error = ManagerError::StaleLimitExceeded {
+            path: "app/db".into(),
+            last_sync: time::macros::datetime!(2026-12-04 20:01:07 UTC),
+            max_stale_secs: 3600,
+        };
+        let response = manager_error_response(&error);
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = body_json(response).await.to_string();
+        assert!(body.contains("2026-12-04T20:01:07Z"), "{body}");
+        assert!(body.contains("app/db"), "{body}");
     }
 
     #[tokio::test]

@@ -2,9 +2,12 @@
 //!
 //! The server maps HTTP requests onto [`SecretsManager`] calls and back; policy checks, audit
 //! entries, events, token hashing and lockout all happen in the manager. What the server adds
-//! is transport. It allows TLS 1.3 only, so TLS 1.2 and older fail the handshake. It reloads
-//! the certificate on SIGHUP or through [`Server::reload_certificate`]. It sets HSTS and
-//! `Cache-Control: no-store` on every response it generates. It enforces body and header size
+//! is transport. It allows TLS 1.3 only, so TLS 1.2 and older fail the handshake. It can ask
+//! for client certificates from a configured CA, optionally or as a requirement
+//! ([`ClientAuth`]). It reloads the certificate and client CA file on SIGHUP or through
+//! [`Server::reload_certificate`], and logs a warning when the certificate expires within 14
+//! days. It sets HSTS and `Cache-Control: no-store` on every response it generates. It
+//! exports Prometheus metrics at `sys/metrics`. It enforces body and header size
 //! limits, a body read timeout, a request deadline, per-token and per-address rate limits, and
 //! concurrency limits in total and per client address.
 //! Every request turned away before it reached an operation gets an audit entry through
@@ -22,15 +25,17 @@
 //! | `secret/{delete,undelete,destroy}/<path>` | PUT/POST `{"versions":[...]}` |
 //! | `secret/metadata/<path>` | GET, PUT/POST, DELETE; LIST or `GET ?list=true` on folders |
 //! | `sys/health` | GET, HEAD (no token needed) |
+//! | `sys/metrics?format=prometheus` | GET (any valid token) |
 //! | `sys/internal/ui/mounts/<path>` | GET |
 //! | `auth/token/{create,create-orphan,lookup-self,renew-self,revoke-self,revoke-accessor}` | as in Vault |
 //! | `sys/policies/acl[/<name>]`, `sys/policy[/<name>]` | as in Vault |
 //!
 //! # Not supported
 //!
-//! Other secret engines and auth methods, client certificate authentication, CORS (no CORS
-//! headers are ever sent), `X-HTTP-Method-Override`, and token options such as `num_uses` or
-//! periodic tokens (rejected with 400). Response wrapping is not implemented either: a request
+//! Other secret engines and auth methods (a client certificate is checked at the handshake
+//! but never replaces the token), CORS (no CORS headers are ever sent),
+//! `X-HTTP-Method-Override`, and token options such as `num_uses` or periodic tokens
+//! (rejected with 400). Response wrapping is not implemented either: a request
 //! with `X-Vault-Wrap-TTL` or `X-Vault-Wrap-Format` gets 400 before any operation runs, rather
 //! than an unwrapped response. Errors that hyper generates before a request reaches the router
 //! (malformed HTTP, a request head over 64 KiB, or more than 100 header fields, which get 431)
@@ -55,6 +60,7 @@ mod config;
 mod errors;
 mod limits;
 mod request;
+mod telemetry;
 mod tls;
 mod vault;
 
@@ -72,16 +78,22 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 pub use config::{
-    DEFAULT_LISTEN_ADDR, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_HEADER_BYTES, RateLimit, ServerConfig,
+    ClientAuth, DEFAULT_LISTEN_ADDR, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_HEADER_BYTES, RateLimit,
+    ServerConfig,
 };
 pub use errors::ServerError;
+pub use telemetry::install_metrics_recorder;
 pub use tls::{
     CertificateReloader, DevCertificate, TlsError, generate_dev_certificate, load_server_config,
 };
 pub use vault::params::parse_go_duration as parse_duration;
+#[doc(hidden)]
+pub use vault::parse_kv_request_parts;
 
 use limits::Limits;
 use request::AppState;
+use telemetry::HandshakeMetrics;
+use tls::CertificateExpiry;
 
 /// HSTS for two years on the host and its subdomains, eligible for browser preload lists.
 const HSTS: &str = "max-age=63072000; includeSubDomains; preload";
@@ -94,13 +106,26 @@ const MIN_HYPER_BUFFER: usize = 64 * 1024;
 /// The router reads the client address from axum's `ConnectInfo<SocketAddr>`: serve it with
 /// `into_make_service_with_connect_info::<SocketAddr>()`, or add a
 /// `MockConnectInfo` layer in tests. A request without it gets 500.
+///
+/// It also installs the metrics recorder (see [`install_metrics_recorder`]). Without a TLS
+/// server around it, `sys/metrics` reports no certificate expiry.
 pub fn router(manager: Arc<SecretsManager>, config: &ServerConfig) -> Router {
+    build_router(manager, config, CertificateExpiry::default())
+}
+
+fn build_router(
+    manager: Arc<SecretsManager>,
+    config: &ServerConfig,
+    certificate_expiry: CertificateExpiry,
+) -> Router {
+    telemetry::install_metrics_recorder();
     let state = Arc::new(AppState {
         manager,
         limits: Limits::new(config),
         max_body_bytes: config.max_body_bytes,
         body_read_timeout: config.body_read_timeout,
         cluster_id: uuid::Uuid::new_v4().to_string(),
+        certificate_expiry,
     });
     let sensitive: Arc<[HeaderName]> = Arc::new([
         header::AUTHORIZATION,
@@ -114,6 +139,7 @@ pub fn router(manager: Arc<SecretsManager>, config: &ServerConfig) -> Router {
             limits::enforce,
         ))
         .layer(axum::middleware::from_fn(request::request_context))
+        .layer(axum::middleware::from_fn(telemetry::track_requests))
         .layer(SetSensitiveRequestHeadersLayer::from_shared(sensitive))
         .layer(SetResponseHeaderLayer::overriding(
             header::STRICT_TRANSPORT_SECURITY,
@@ -157,12 +183,14 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    /// Loads the certificate and key, binds the listen address and builds the router.
+    /// Loads the certificate, key and client CA file, binds the listen address and builds the
+    /// router.
     pub async fn bind(
         manager: Arc<SecretsManager>,
         config: ServerConfig,
     ) -> Result<Server, ServerError> {
-        let reloader = CertificateReloader::load(&config.cert_path, &config.key_path)?;
+        let reloader =
+            CertificateReloader::load(&config.cert_path, &config.key_path, &config.client_auth)?;
         let bind_error = |source| ServerError::Bind {
             addr: config.listen_addr,
             source,
@@ -171,7 +199,7 @@ impl Server {
             .await
             .map_err(bind_error)?;
         let local_addr = listener.local_addr().map_err(bind_error)?;
-        let app = router(manager, &config);
+        let app = build_router(manager, &config, reloader.expiry());
         Ok(Server {
             listener,
             local_addr,
@@ -186,8 +214,8 @@ impl Server {
         self.local_addr
     }
 
-    /// Reads the certificate and key files again and uses them for new connections. Open
-    /// connections keep their certificate. On failure the old certificate stays in use.
+    /// Reads the certificate, key and client CA files again and uses them for new connections.
+    /// Open connections keep their certificate. On failure the old configuration stays in use.
     pub fn reload_certificate(&self) -> Result<(), TlsError> {
         self.reloader.reload()
     }
@@ -215,8 +243,10 @@ impl Server {
         });
         let sighup_task = tokio::spawn(self.reloader.clone().reload_on_sighup());
 
-        let acceptor = RustlsAcceptor::new(self.reloader.rustls_config())
-            .handshake_timeout(config.tls_handshake_timeout);
+        let acceptor = HandshakeMetrics(
+            RustlsAcceptor::new(self.reloader.rustls_config())
+                .handshake_timeout(config.tls_handshake_timeout),
+        );
         let mut server = axum_server::Server::from_listener(self.listener)
             .acceptor(acceptor)
             .handle(handle)
@@ -236,7 +266,12 @@ impl Server {
             .max_header_list_size(u32::try_from(hyper_buffer).unwrap_or(u32::MAX))
             .max_concurrent_streams(128);
 
-        tracing::info!(addr = %self.local_addr, "listening (TLS 1.3)");
+        let client_certificates = match &config.client_auth {
+            ClientAuth::None => "off",
+            ClientAuth::Optional { .. } => "optional",
+            ClientAuth::Required { .. } => "required",
+        };
+        tracing::info!(addr = %self.local_addr, client_certificates, "listening (TLS 1.3)");
         let result = server
             .serve(self.app.into_make_service_with_connect_info::<SocketAddr>())
             .await;

@@ -28,6 +28,7 @@ use tokio::sync::Semaphore;
 use crate::config::{RateLimit, ServerConfig};
 use crate::errors::Rejection;
 use crate::request::{AppState, BodyProgress, RequestInfo, reject};
+use crate::telemetry::RATE_LIMITED_REQUESTS_TOTAL;
 use crate::vault::request_token;
 
 /// How many limiter checks pass between two sweeps of idle keys.
@@ -75,6 +76,7 @@ impl Limits {
             && let Err(not_until) = limiter.check_key(&address_key(remote_addr))
         {
             let wait = not_until.wait_time_from(limiter.clock().now());
+            metrics::counter!(RATE_LIMITED_REQUESTS_TOTAL, "limit" => "address").increment(1);
             return Err(Rejection::rate_limited(
                 "rate_limited_address",
                 ceil_secs(wait),
@@ -87,6 +89,7 @@ impl Limits {
             let key = self.token_hasher.hash_one(token.as_str());
             if let Err(not_until) = limiter.check_key(&key) {
                 let wait = not_until.wait_time_from(limiter.clock().now());
+                metrics::counter!(RATE_LIMITED_REQUESTS_TOTAL, "limit" => "token").increment(1);
                 return Err(Rejection::rate_limited(
                     "rate_limited_token",
                     ceil_secs(wait),

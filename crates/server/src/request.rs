@@ -16,6 +16,8 @@ use tracing::field::Empty;
 
 use crate::errors::{Rejection, manager_error_response};
 use crate::limits::Limits;
+use crate::telemetry::REJECTED_REQUESTS_TOTAL;
+use crate::tls::CertificateExpiry;
 
 /// Shared state of the router, reachable from every handler.
 pub(crate) struct AppState {
@@ -29,6 +31,8 @@ pub(crate) struct AppState {
     pub body_read_timeout: Duration,
     /// A random id for this server process, reported as `cluster_id` by `sys/health`.
     pub cluster_id: String,
+    /// Expiry of the served certificate, for the metrics route; unknown without TLS.
+    pub certificate_expiry: CertificateExpiry,
 }
 
 /// The request's context, inserted into its extensions by [`request_context`].
@@ -118,6 +122,7 @@ pub(crate) async fn reject(
         status = rejection.status.as_u16(),
         "request rejected"
     );
+    metrics::counter!(REJECTED_REQUESTS_TOTAL, "reason" => rejection.reason).increment(1);
     let recorded = state
         .manager
         .record_rejected(

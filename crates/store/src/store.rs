@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use time::OffsetDateTime;
 
 use crate::model::{
     MetadataUpdate, NewVersion, PolicyRecord, SecretData, SecretMeta, TokenRecord, VersionMeta,
@@ -34,6 +35,13 @@ pub enum StoreError {
     /// The backend could not be reached or failed.
     #[error("storage backend failed: {0}")]
     Backend(String),
+    /// A rotation stage change found another pending version; the earlier rotation must be
+    /// promoted or discarded first.
+    #[error("the secret already has pending version {version}")]
+    PendingExists {
+        /// The pending version's number.
+        version: u64,
+    },
 }
 
 /// What a read of one version returns: its metadata, and its data unless the version is
@@ -158,4 +166,58 @@ pub trait SecretStore: Send + Sync + 'static {
     /// [`StoreError::Invalid`]; a version whose key the keyring lacks fails the call with
     /// [`StoreError::Crypto`] and moves nothing.
     async fn rewrap_batch(&self, limit: usize) -> Result<RewrapProgress, StoreError>;
+
+    /// Writes a new `pending` version without changing which version is current, for a
+    /// rotation that has not finished. Unversioned reads keep returning the current version.
+    /// Fails with [`StoreError::PendingExists`] if the secret already has a pending version.
+    /// Check-and-set does not apply: `version.cas` is ignored.
+    ///
+    /// The default implementation returns [`StoreError::Invalid`]; backends that support
+    /// rotation override all four stage methods.
+    async fn write_pending(
+        &self,
+        path: &SecretPath,
+        version: NewVersion,
+    ) -> Result<VersionMeta, StoreError> {
+        let _ = (path, version);
+        Err(stages_unsupported())
+    }
+
+    /// Makes the pending `version` current and marks the old current version `previous` with
+    /// `grace_deadline`, in one transaction. Returns the old current version's number.
+    /// Succeeds without change when `version` is already current (returning the newest
+    /// `previous` or `revoked` version below it), so that a repeated call is harmless.
+    async fn promote_pending(
+        &self,
+        path: &SecretPath,
+        version: u64,
+        grace_deadline: OffsetDateTime,
+    ) -> Result<Option<u64>, StoreError> {
+        let _ = (path, version, grace_deadline);
+        Err(stages_unsupported())
+    }
+
+    /// Erases a pending version's data and marks it `destroyed`. Succeeds when the secret or
+    /// the version is already gone or destroyed; any other stage is [`StoreError::Invalid`].
+    async fn discard_pending(&self, path: &SecretPath, version: u64) -> Result<(), StoreError> {
+        let _ = (path, version);
+        Err(stages_unsupported())
+    }
+
+    /// Erases a `previous` version's data and marks it `revoked`, so that every read refuses
+    /// it. Succeeds when it is already revoked; revoking the current or a pending version is
+    /// [`StoreError::Invalid`], and a missing version is [`StoreError::NotFound`].
+    async fn revoke_version(&self, path: &SecretPath, version: u64) -> Result<(), StoreError> {
+        let _ = (path, version);
+        Err(stages_unsupported())
+    }
+}
+
+/// The error of a stage method on a backend without rotation stages.
+pub(crate) fn stages_unsupported() -> StoreError {
+    StoreError::Invalid(
+        "rotation stages are not supported on this storage backend; use the sqlite backend \
+         for secrets with a rotation policy"
+            .to_owned(),
+    )
 }

@@ -1,10 +1,14 @@
 //! The client-side commands: each maps onto one or two API calls and prints the result.
 
 pub mod audit;
+pub mod export;
+pub mod import;
 pub mod keys;
 pub mod kv;
+mod mask;
 pub mod policy;
 mod rotate_root;
+pub mod run;
 pub mod token;
 
 use serde_json::Value;

@@ -84,11 +84,37 @@ fn new_source(args: &NewRootKeyArgs) -> Result<RootKeySource, CliError> {
         })
     } else if let Some(name) = &args.new_key_env {
         Ok(RootKeySource::KeyEnv { name: name.clone() })
+    } else if let Some(path) = &args.new_transit {
+        transit_source(path)
     } else {
         Err(CliError::Usage(
-            "give --new-passphrase-env, --new-key-file or --new-key-env".into(),
+            "give --new-passphrase-env, --new-key-file, --new-key-env or --new-transit".into(),
         ))
     }
+}
+
+/// Reads the `[root_key]` section of a `--new-transit` file; relative paths in it resolve
+/// against the file's directory.
+fn transit_source(path: &Path) -> Result<RootKeySource, CliError> {
+    let invalid = |detail: String| {
+        CliError::Usage(format!(
+            "invalid transit settings {}: {detail}",
+            path.display()
+        ))
+    };
+    let mut table = read_config_table(path)?;
+    let section = table
+        .remove("root_key")
+        .ok_or_else(|| invalid("no [root_key] section".into()))?;
+    let source: RootKeySource = section.try_into().map_err(|e| invalid(format!("{e}")))?;
+    let RootKeySource::Transit(mut transit) = source else {
+        return Err(invalid("[root_key] must have source = \"transit\"".into()));
+    };
+
+    let base = std::path::absolute(path.parent().unwrap_or(Path::new(".")))
+        .map_err(|e| invalid(e.to_string()))?;
+    transit.resolve_paths(&base);
+    Ok(RootKeySource::Transit(transit))
 }
 
 /// Builds the request body from the new key's source. A missing key file is created with a
@@ -118,6 +144,10 @@ async fn request_body(source: &RootKeySource, kdf: Option<Kdf>) -> Result<Value,
         }
         RootKeySource::KeyEnv { .. } => {
             let key = read_root_key(source, &KdfParams::Raw).await?;
+            Ok(key_body(&key))
+        }
+        RootKeySource::Transit(transit) => {
+            let key = transit.seal_new().await?;
             Ok(key_body(&key))
         }
     }

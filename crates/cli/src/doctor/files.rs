@@ -285,6 +285,7 @@ mod tests {
             root_key: RootKeySource::KeyFile { path: key_file },
             tls: None,
             limits: Default::default(),
+            storage: Default::default(),
         };
 
         let checks = check_data_dir(&config, &tls_key, User::current());

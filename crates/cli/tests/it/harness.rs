@@ -58,10 +58,41 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Name of the environment variable that names a directory to keep the tests' server files
+/// in: data dirs (SQLite database and WAL, audit log) and server logs. `scripts/test.sh` sets
+/// it and scans the directory for leaked secrets after the tests.
+pub const ARTIFACTS_VAR: &str = "KEYWARD_TEST_ARTIFACTS";
+
+/// Returns the directory named by [`ARTIFACTS_VAR`], creating it, or `None` when it is unset.
+fn artifacts_dir() -> Option<PathBuf> {
+    let dir = PathBuf::from(std::env::var_os(ARTIFACTS_VAR).filter(|value| !value.is_empty())?);
+    std::fs::create_dir_all(&dir)
+        .unwrap_or_else(|error| panic!("cannot create {}: {error}", dir.display()));
+    Some(dir)
+}
+
 /// Creates a temporary directory for one test.
+///
+/// When [`ARTIFACTS_VAR`] is set, the directory is made there and kept after the test.
 pub fn temp_dir() -> TempDir {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix("keyward-it-");
+    match artifacts_dir() {
+        Some(parent) => {
+            builder.disable_cleanup(true);
+            builder.tempdir_in(parent)
+        }
+        None => builder.tempdir(),
+    }
+    .expect("create a temporary directory")
+}
+
+/// Creates a temporary directory for a client's own files, such as response bodies that hold
+/// secrets on purpose. It is removed on drop even when [`ARTIFACTS_VAR`] is set, so the leak
+/// scan looks only at what servers wrote.
+pub fn client_scratch_dir() -> TempDir {
     tempfile::Builder::new()
-        .prefix("keyward-it-")
+        .prefix("keyward-it-client-")
         .tempdir()
         .expect("create a temporary directory")
 }
@@ -278,11 +309,12 @@ impl Server {
             let stdout_log = logs.path().join(format!("server-{attempt}.stdout"));
             let stderr_log = logs.path().join(format!("server-{attempt}.stderr"));
             let listen = format!("127.0.0.1:{port}");
-            let child = spawn_logged(
-                &mut keyward(&["server", "--dev", "--listen", &listen]),
-                &stdout_log,
-                &stderr_log,
-            );
+            let mut command = keyward(&["server", "--dev", "--listen", &listen]);
+            // The dev server makes its data dir under TMPDIR: keep it with the artifacts.
+            if let Some(dir) = artifacts_dir() {
+                command.env("TMPDIR", dir);
+            }
+            let child = spawn_logged(&mut command, &stdout_log, &stderr_log);
 
             let mut server = Server {
                 child: Some(child),
@@ -315,6 +347,11 @@ impl Server {
     /// Starts `keyward server --config` on a free port for a data dir made by
     /// [`InitDir::create`], with its logs in `log_dir`.
     pub fn start(init: &InitDir, log_dir: &Path) -> Server {
+        Self::start_with_env(init, log_dir, &[])
+    }
+
+    /// Starts a server like [`Server::start`] with extra environment variables.
+    pub fn start_with_env(init: &InitDir, log_dir: &Path, env: &[(&str, &str)]) -> Server {
         let mut last_failure = String::new();
         for _ in 0..3 {
             let port = free_port();
@@ -322,7 +359,7 @@ impl Server {
             let stdout_log = log_dir.join(format!("server-{stamp}.stdout"));
             let stderr_log = log_dir.join(format!("server-{stamp}.stderr"));
             let child = spawn_logged(
-                &mut Self::config_command(init, &init.passphrase, port),
+                Self::config_command(init, &init.passphrase, port).envs(env.iter().copied()),
                 &stdout_log,
                 &stderr_log,
             );
@@ -512,6 +549,7 @@ impl Drop for Server {
                 .is_some_and(|name| name.to_string_lossy().starts_with("keyward-dev-"))
         });
         if self.dev
+            && artifacts_dir().is_none()
             && let Some(dir) = dev_dir
         {
             let _ = std::fs::remove_dir_all(dir);

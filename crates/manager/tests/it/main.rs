@@ -6,4 +6,5 @@ mod auth;
 mod common;
 mod keys;
 mod kv;
+mod resilience;
 mod tokens;

@@ -7,9 +7,9 @@
 
 use std::collections::BTreeMap;
 
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::Response;
-use keyward_manager::Caller;
+use keyward_manager::{Caller, Freshness};
 use keyward_store::{MetadataUpdate, SecretData, SecretMeta, SecretPath, VersionMeta};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -29,6 +29,13 @@ use crate::request::AppState;
 
 /// Media type Vault requires on PATCH requests.
 const MERGE_PATCH: &str = "application/merge-patch+json";
+
+/// Set to `true` on a read served from the cache while the storage backend fails.
+const STALE_HEADER: HeaderName = HeaderName::from_static("x-keyward-stale");
+/// The stale read's last successful sync with the backend, RFC 3339.
+const LAST_SYNC_HEADER: HeaderName = HeaderName::from_static("x-keyward-last-sync");
+/// Set to `env` on a read served from the environment-variable fallback.
+const SOURCE_HEADER: HeaderName = HeaderName::from_static("x-keyward-source");
 
 #[derive(Deserialize)]
 struct WriteBody<'a> {
@@ -97,7 +104,9 @@ pub(super) async fn data(
                 StatusCode::NOT_FOUND
             };
             let body = secret_read_body(&ctx.request_id, secret, &metadata);
-            Ok(json_response(status, body))
+            let mut response = json_response(status, body);
+            mark_freshness(response.headers_mut(), &read.freshness);
+            Ok(response)
         }
         Operation::Write => {
             let body: WriteBody<'_> = json_body_borrowed(&request.body)?;
@@ -206,6 +215,26 @@ fn metadata_update(body: MetadataBody) -> Result<MetadataUpdate, Rejection> {
     })
 }
 
+/// Adds the headers that tell a client its read was not served by the backend.
+fn mark_freshness(headers: &mut HeaderMap, freshness: &Freshness) {
+    match freshness {
+        Freshness::Fresh => {}
+        Freshness::Stale { last_sync } => {
+            headers.insert(STALE_HEADER, HeaderValue::from_static("true"));
+            let formatted = last_sync.format(&time::format_description::well_known::Rfc3339);
+            if let Ok(formatted) = formatted
+                && let Ok(value) = HeaderValue::try_from(formatted)
+            {
+                headers.insert(LAST_SYNC_HEADER, value);
+            }
+        }
+        Freshness::EnvFallback => {
+            headers.insert(STALE_HEADER, HeaderValue::from_static("true"));
+            headers.insert(SOURCE_HEADER, HeaderValue::from_static("env"));
+        }
+    }
+}
+
 /// Rejects a PATCH whose `Content-Type` is not `application/merge-patch+json` (415).
 fn require_merge_patch(headers: &HeaderMap) -> Result<(), Rejection> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
@@ -269,6 +298,37 @@ fn secret_metadata(meta: &SecretMeta) -> Value {
         "updated_time": format_time(meta.updated_time),
         "versions": versions,
     })
+}
+
+/// Parses `bytes` as the JSON body of every KV v2 route and its query parameters, as the
+/// handlers do, and discards the results. Only the fuzz targets call this: each input must
+/// produce a value or a rejection, never a panic.
+#[doc(hidden)]
+pub fn parse_kv_request_parts(bytes: &[u8]) {
+    if let Ok(body) = json_body_borrowed::<WriteBody<'_>>(bytes)
+        && let Some(raw) = body.data
+    {
+        let _ = SecretData::from_json_bytes(raw.get().as_bytes().to_vec());
+    }
+    let _ = json_body::<PatchBody>(bytes);
+    if let Ok(body) = json_body::<VersionsBody>(bytes) {
+        let _ = body.versions.into_checked();
+    }
+    if let Ok(body) = json_body::<MetadataBody>(bytes) {
+        let _ = metadata_update(body);
+    }
+
+    // The same bytes as a path and query string, as the router receives them.
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        let _ = metadata_secret(text);
+        let _ = metadata_folder(text);
+        if let Ok(uri) = format!("/v1/secret/data/x?{text}").parse::<axum::http::Uri>()
+            && let Ok(query) = super::params::QueryParams::from_uri(&uri)
+        {
+            let _ = query.flag("list");
+            let _ = query.unsigned("version");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -342,6 +402,36 @@ mod tests {
             HeaderValue::from_static("Application/Merge-Patch+JSON; charset=utf-8"),
         );
         assert!(require_merge_patch(&headers).is_ok());
+    }
+
+    #[test]
+    fn stale_read_gets_stale_headers() {
+        let mut headers = HeaderMap::new();
+        mark_freshness(
+            &mut headers,
+            &Freshness::Stale {
+                last_sync: datetime!(2026-12-04 20:01:07 UTC),
+            },
+        );
+        assert_eq!(
+            headers.get("x-keyward-stale").map(|v| v.as_bytes()),
+            Some(&b"true"[..])
+        );
+        assert_eq!(
+            headers.get("x-keyward-last-sync").map(|v| v.as_bytes()),
+            Some(&b"2026-12-04T20:01:07Z"[..])
+        );
+
+        let mut fresh = HeaderMap::new();
+        mark_freshness(&mut fresh, &Freshness::Fresh);
+        assert!(fresh.is_empty());
+
+        let mut env = HeaderMap::new();
+        mark_freshness(&mut env, &Freshness::EnvFallback);
+        assert_eq!(
+            env.get("x-keyward-source").map(|v| v.as_bytes()),
+            Some(&b"env"[..])
+        );
     }
 
     #[test]

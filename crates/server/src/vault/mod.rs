@@ -18,6 +18,10 @@ mod policy;
 pub(crate) mod routes;
 mod sys;
 mod token;
+mod watch;
+
+#[doc(hidden)]
+pub use kv::parse_kv_request_parts;
 
 use std::future::poll_fn;
 use std::pin::Pin;
@@ -27,11 +31,12 @@ use axum::body::{Body, HttpBody};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
-use keyward_manager::{Caller, RequestContext};
+use keyward_manager::{Caller, ManagerError, RequestContext};
 use zeroize::Zeroizing;
 
 use crate::errors::{ApiError, Rejection, manager_error_response};
 use crate::request::{AppState, BodyProgress, RequestInfo, reject};
+use crate::telemetry::{AUTH_FAILURES_TOTAL, RouteLabel, UNMATCHED_ROUTE};
 use params::QueryParams;
 use routes::{Operation, Route};
 
@@ -81,19 +86,25 @@ pub(crate) async fn dispatch(State(state): State<Arc<AppState>>, request: Reques
     let method = request.method().as_str().to_owned();
     let raw_path = request.uri().path().to_owned();
 
-    match handle(&state, &info.ctx, request).await {
+    let mut route_label = RouteLabel(UNMATCHED_ROUTE);
+    let mut response = match handle(&state, &info.ctx, request, &mut route_label).await {
         Ok(response) => response,
         Err(ApiError::Manager(error)) => manager_error_response(&error),
         Err(ApiError::Rejected(rejection)) => {
             reject(&state, &info.ctx, &method, &raw_path, &rejection).await
         }
-    }
+    };
+    response.extensions_mut().insert(route_label);
+    response
 }
 
+/// Serves one request; sets `route_label` to the route's template as soon as the path is
+/// resolved, so that failures are counted under their route too.
 async fn handle(
     state: &AppState,
     ctx: &RequestContext,
     request: Request,
+    route_label: &mut RouteLabel,
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let progress = parts
@@ -113,6 +124,7 @@ async fn handle(
     }
 
     let route = routes::resolve(parts.uri.path())?;
+    *route_label = RouteLabel(route.template());
     tracing::Span::current().record("route", route.template());
     let query = QueryParams::from_uri(&parts.uri)?;
     let operation = Operation::from_method(parts.method.as_str(), query.flag("list")?)
@@ -132,7 +144,8 @@ async fn handle(
     let caller = state
         .manager
         .authenticate(token.as_ref().map(|t| t.as_str()), ctx)
-        .await?;
+        .await
+        .inspect_err(count_auth_failure)?;
     tracing::Span::current().record("accessor", caller.accessor());
 
     let Some(operation) = operation else {
@@ -192,10 +205,22 @@ async fn route_request(
         Route::KeysRewrap => keys::rewrap(state, request, caller).await,
         Route::KeysRotateRoot => keys::rotate_root(state, request, caller).await,
         Route::Key(id) => keys::retire(state, request, caller, id).await,
+        Route::Watch => watch::open(state, request, caller).await,
+        Route::Metrics => sys::metrics(state, request),
         Route::Health | Route::SealStatus | Route::Leader | Route::Unknown => {
             Err(Rejection::unsupported_path().into())
         }
     }
+}
+
+/// Counts a failed authentication; a storage failure during the lookup is not one.
+fn count_auth_failure(error: &ManagerError) {
+    let reason = match error {
+        ManagerError::PermissionDenied => "denied",
+        ManagerError::LockedOut { .. } => "locked_out",
+        _ => return,
+    };
+    metrics::counter!(AUTH_FAILURES_TOTAL, "reason" => reason).increment(1);
 }
 
 /// Reads the whole body, rejecting it with 413 as soon as it passes `limit` bytes.

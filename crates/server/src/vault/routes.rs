@@ -102,6 +102,10 @@ pub(crate) enum Route {
     KeysRotateRoot,
     /// `sys/keys/<id>`: one data key, for retirement.
     Key(u32),
+    /// `sys/keyward/watch`: change notifications as server-sent events.
+    Watch,
+    /// `sys/metrics`: Prometheus metrics.
+    Metrics,
     /// No route serves the path.
     Unknown,
 }
@@ -134,6 +138,8 @@ impl Route {
             Route::KeysRewrap => "sys/keys/rewrap",
             Route::KeysRotateRoot => "sys/keys/rotate-root",
             Route::Key(_) => "sys/keys/{id}",
+            Route::Watch => "sys/keyward/watch",
+            Route::Metrics => "sys/metrics",
             Route::Unknown => "unknown",
         }
     }
@@ -164,6 +170,8 @@ impl Route {
             Route::KeysStatus => operation == Read,
             Route::KeysRotate | Route::KeysRewrap | Route::KeysRotateRoot => operation == Write,
             Route::Key(_) => operation == Delete,
+            Route::Watch => operation == Read,
+            Route::Metrics => operation == Read,
             Route::Unknown => false,
         }
     }
@@ -209,6 +217,8 @@ pub(crate) fn resolve(raw_path: &str) -> Result<Route, Rejection> {
         Route::SealStatus
     } else if trimmed == "sys/leader" {
         Route::Leader
+    } else if trimmed == "sys/metrics" {
+        Route::Metrics
     } else if trimmed == "sys/internal/ui/mounts" {
         Route::Mounts(String::new())
     } else if let Some(path) = trimmed.strip_prefix("sys/internal/ui/mounts/") {
@@ -233,6 +243,7 @@ pub(crate) fn resolve(raw_path: &str) -> Result<Route, Rejection> {
             "auth/token/revoke-self" => Route::TokenRevokeSelf,
             "auth/token/revoke-accessor" => Route::TokenRevokeAccessor,
             "auth/token/renew-self" => Route::TokenRenewSelf,
+            "sys/keyward/watch" => Route::Watch,
             _ => Route::Unknown,
         }
     };
@@ -351,6 +362,13 @@ mod tests {
             Ok(Route::Policy("p-1".into()))
         );
         assert_eq!(resolve("/v1/sys/policy"), Ok(Route::LegacyPolicyList));
+        assert_eq!(resolve("/v1/sys/keyward/watch"), Ok(Route::Watch));
+        assert!(Route::Watch.supports(Operation::Read));
+        assert!(!Route::Watch.supports(Operation::Write));
+        assert_eq!(resolve("/v1/sys/metrics"), Ok(Route::Metrics));
+        assert!(!Route::Metrics.is_unauthenticated());
+        assert!(Route::Metrics.supports(Operation::Read));
+        assert!(!Route::Metrics.supports(Operation::Write));
         assert_eq!(
             resolve("/v1/auth/token/create-orphan"),
             Ok(Route::TokenCreate { orphan: true })

@@ -1,11 +1,11 @@
-//! `sys/health`, `sys/seal-status`, `sys/leader` and `sys/internal/ui/mounts`.
+//! `sys/health`, `sys/seal-status`, `sys/leader`, `sys/metrics` and `sys/internal/ui/mounts`.
 //!
 //! Keyward serves one mount, KV version 2 at `secret/`. The mounts endpoint describes it with
 //! OpenBao's fields because the `bao` and `vault` CLIs call it before every `kv` command to
 //! learn the mount's path and KV version.
 
 use axum::body::Body;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use keyward_manager::{Caller, KV_MOUNT};
 use serde::Serialize;
@@ -16,8 +16,9 @@ use super::ApiRequest;
 use super::envelope::{Envelope, json_response};
 use super::params::QueryParams;
 use super::routes::Operation;
-use crate::errors::{ApiError, Rejection};
+use crate::errors::{ApiError, Rejection, vault_errors};
 use crate::request::AppState;
+use crate::telemetry::{self, PROMETHEUS_CONTENT_TYPE};
 
 /// `cluster_name` in `sys/health` and `sys/seal-status`.
 const CLUSTER_NAME: &str = "keyward";
@@ -30,12 +31,21 @@ const KV_MOUNT_UUID: &str = "6b657977-6172-4400-8000-6b7673656372";
 /// Status follows Vault: 200 when initialised and unsealed, 503 when sealed, 501 when not
 /// initialised; `?activecode=`, `?sealedcode=` and `?uninitcode=` override these (a value
 /// outside 100..=599 is ignored). HEAD sends the status only.
+///
+/// A degraded server (storage backend failing, reads served from the cache) still returns
+/// 200, since it serves requests and Vault clients take any other code as "do not use";
+/// the body's `degraded` field says so, and `?degradedcode=` sets another status for load
+/// balancers that should drain a degraded node.
 pub(super) fn health(state: &AppState, query: &QueryParams, operation: Operation) -> Response {
     let health = state.manager.health();
     let status = if !health.initialized {
         status_override(query, "uninitcode").unwrap_or(StatusCode::NOT_IMPLEMENTED)
     } else if health.sealed {
         status_override(query, "sealedcode").unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
+    } else if health.degraded
+        && let Some(code) = status_override(query, "degradedcode")
+    {
+        code
     } else {
         status_override(query, "activecode").unwrap_or(StatusCode::OK)
     };
@@ -56,6 +66,7 @@ pub(super) fn health(state: &AppState, query: &QueryParams, operation: Operation
         version: &health.version,
         cluster_name: CLUSTER_NAME,
         cluster_id: &state.cluster_id,
+        degraded: health.degraded,
     };
     json_response(status, serde_json::to_vec(&body).unwrap_or_default())
 }
@@ -72,6 +83,8 @@ struct HealthBody<'a> {
     version: &'a str,
     cluster_name: &'static str,
     cluster_id: &'a str,
+    /// Keyward's own field: the storage backend is failing and reads may be stale.
+    degraded: bool,
 }
 
 /// Serves `sys/seal-status`, which needs no token; `bao status` calls it.
@@ -105,6 +118,33 @@ pub(super) fn seal_status(state: &AppState) -> Response {
 /// Serves `sys/leader`, which needs no token; Keyward nodes do not form an HA cluster.
 pub(super) fn leader() -> Response {
     json_response(StatusCode::OK, br#"{"ha_enabled":false}"#.to_vec())
+}
+
+/// Serves `sys/metrics?format=prometheus` to any caller with a valid token, as Vault does by
+/// default. Vault's JSON format (no `format` parameter) is not implemented and gets 400.
+pub(super) fn metrics(state: &AppState, request: &ApiRequest<'_>) -> Result<Response, ApiError> {
+    if request.query.get("format") != Some("prometheus") {
+        return Err(Rejection::bad_request(
+            "unsupported_metrics_format",
+            "unsupported metrics format: request sys/metrics?format=prometheus",
+        )
+        .into());
+    }
+    let Some(handle) = telemetry::handle() else {
+        return Ok(vault_errors(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &["metrics unavailable: another metrics recorder is installed in this process"],
+        ));
+    };
+
+    // The expiry gauge counts down between reloads, so it is refreshed on every scrape.
+    state.certificate_expiry.publish(OffsetDateTime::now_utc());
+    let mut response = Response::new(Body::from(handle.render()));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(PROMETHEUS_CONTENT_TYPE),
+    );
+    Ok(response)
 }
 
 fn status_override(query: &QueryParams, name: &str) -> Option<StatusCode> {

@@ -294,6 +294,15 @@ impl RawConnection {
     /// Runs the TLS 1.3 handshake as `localhost` over an open TCP connection.
     pub async fn over(tcp: TcpStream, ca_pem: &str) -> std::io::Result<RawConnection> {
         let config = rustls_client_config(ca_pem, &[&rustls::version::TLS13]);
+        Self::with_config(tcp, config).await
+    }
+
+    /// Runs the handshake as `localhost` with a caller-built client configuration, for
+    /// example one that presents a client certificate.
+    pub async fn with_config(
+        tcp: TcpStream,
+        config: Arc<rustls::ClientConfig>,
+    ) -> std::io::Result<RawConnection> {
         let name = ServerName::try_from("localhost").expect("valid name");
         let stream = TlsConnector::from(config).connect(name, tcp).await?;
         Ok(RawConnection {

@@ -21,6 +21,7 @@ mod convert;
 mod metadata;
 mod rewrap;
 mod schema;
+mod stages;
 mod tokens;
 mod versions;
 
@@ -301,6 +302,31 @@ impl SecretStore for SqliteStore {
 
     async fn count_by_key(&self) -> Result<BTreeMap<u32, u64>, StoreError> {
         rewrap::count_by_key(self).await
+    }
+
+    async fn write_pending(
+        &self,
+        path: &SecretPath,
+        version: NewVersion,
+    ) -> Result<VersionMeta, StoreError> {
+        stages::write_pending(self, path, version).await
+    }
+
+    async fn promote_pending(
+        &self,
+        path: &SecretPath,
+        version: u64,
+        grace_deadline: time::OffsetDateTime,
+    ) -> Result<Option<u64>, StoreError> {
+        stages::promote_pending(self, path, version, grace_deadline).await
+    }
+
+    async fn discard_pending(&self, path: &SecretPath, version: u64) -> Result<(), StoreError> {
+        stages::discard_pending(self, path, version).await
+    }
+
+    async fn revoke_version(&self, path: &SecretPath, version: u64) -> Result<(), StoreError> {
+        stages::revoke_version(self, path, version).await
     }
 
     async fn rewrap_batch(&self, limit: usize) -> Result<RewrapProgress, StoreError> {

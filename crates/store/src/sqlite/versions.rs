@@ -21,8 +21,8 @@ use crate::store::{StoreError, VersionRead};
 
 /// The per-secret settings a write needs, read from the `secrets` row.
 #[derive(Debug, Default)]
-struct WriteSettings {
-    current_version: u64,
+pub(super) struct WriteSettings {
+    pub(super) current_version: u64,
     max_versions: u32,
     cas_required: bool,
     delete_version_after_secs: u64,
@@ -84,7 +84,7 @@ pub(super) async fn begin_write(
         .map_err(backend_error)
 }
 
-async fn write_settings(
+pub(super) async fn write_settings(
     tx: &mut Transaction<'static, Sqlite>,
     path: &SecretPath,
 ) -> Result<Option<WriteSettings>, StoreError> {
@@ -215,7 +215,10 @@ pub(super) async fn put(
         own => own,
     };
     if let Some(last) = prune_up_to(version, keep) {
-        sqlx::query("DELETE FROM secret_versions WHERE path = ? AND version <= ?")
+        // A pending version belongs to a rotation in progress and is never pruned.
+        sqlx::query(
+            "DELETE FROM secret_versions WHERE path = ? AND version <= ? AND stage != 'pending'",
+        )
             .bind(path.as_str())
             .bind(to_column(last, "version")?)
             .execute(&mut *tx)
@@ -249,20 +252,22 @@ pub(super) async fn get(
     // One read transaction, so the secret row and the version row come from the same snapshot.
     let mut tx = store.reader.begin().await.map_err(backend_error)?;
 
-    let secret = sqlx::query("SELECT current_version, custom_metadata FROM secrets WHERE path = ?")
+    let secret = sqlx::query("SELECT custom_metadata FROM secrets WHERE path = ?")
         .bind(path.as_str())
         .fetch_optional(&mut *tx)
         .await
         .map_err(backend_error)?
         .ok_or(StoreError::NotFound)?;
-    let current_version = from_column(
-        secret.try_get("current_version").map_err(backend_error)?,
-        "version",
-    )?;
     let custom_metadata: String = secret.try_get("custom_metadata").map_err(backend_error)?;
     let custom_metadata = json_to_map(&custom_metadata, "custom metadata")?;
 
-    let version = version.unwrap_or(current_version);
+    // An unversioned read returns the newest version that is not pending, so that a rotation
+    // in progress stays invisible. Without a pending version that is the secret's highest version; a
+    // secret whose only version is pending reads as not found (version 0).
+    let version = match version {
+        Some(version) => version,
+        None => newest_visible_version(&mut tx, path).await?.unwrap_or(0),
+    };
     // Version 0 never exists, and a number past i64 cannot have been stored.
     let Ok(version_column) = i64::try_from(version) else {
         return Err(StoreError::NotFound);
@@ -306,6 +311,21 @@ pub(super) async fn get(
         custom_metadata,
         data,
     })
+}
+
+/// Returns the highest version of `path` that is not pending, if any.
+async fn newest_visible_version(
+    tx: &mut Transaction<'static, Sqlite>,
+    path: &SecretPath,
+) -> Result<Option<u64>, StoreError> {
+    let newest: Option<i64> = sqlx::query_scalar(
+        "SELECT max(version) FROM secret_versions WHERE path = ? AND stage != 'pending'",
+    )
+    .bind(path.as_str())
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(backend_error)?;
+    newest.map(|v| from_column(v, "version")).transpose()
 }
 
 /// Decrypts with the keyring taken after the read, falling back to the one taken before it.

@@ -1,4 +1,5 @@
-//! Integration tests of the SQLite store against real database files in temporary directories.
+//! Integration tests of the SQLite store against real database files in temporary directories,
+//! and of the Vault store against a real OpenBao server.
 
 mod at_rest;
 mod common;
@@ -6,4 +7,5 @@ mod listing;
 mod metadata;
 mod rewrap;
 mod tokens;
+mod vault;
 mod versions;

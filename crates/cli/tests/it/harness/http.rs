@@ -11,7 +11,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use serde_json::Value;
 
-use super::{Server, run, temp_dir};
+use super::{Server, client_scratch_dir, run};
 
 /// An HTTP response, fully read.
 pub struct Response {
@@ -244,7 +244,7 @@ impl fmt::Debug for CurlResponse {
 /// response, as RFC 9113 section 8.1 allows. curl 7.88 reports that as error 92 and drops
 /// the response. `bad_input::oversized_body_over_http2_gets_413` covers HTTP/2 with reqwest.
 pub fn curl(server: &Server, args: &[&str]) -> CurlResponse {
-    let scratch = temp_dir();
+    let scratch = client_scratch_dir();
     let headers_file = scratch.path().join("headers");
     let body_file = scratch.path().join("body");
     let has_body = args
