@@ -37,8 +37,13 @@ command -v cargo-fuzz >/dev/null || {
 target_dir=target/fuzz
 fuzz_options=(--sanitizer none --release --debug-assertions --target-dir "$target_dir")
 
-# cargo-fuzz has no --locked option: check that fuzz/Cargo.lock is current first.
-cargo metadata --locked --format-version 1 --manifest-path fuzz/Cargo.toml >/dev/null
+# cargo-fuzz has no --locked option: check that fuzz/Cargo.lock is current first. It is the
+# workspace's Cargo.lock plus libfuzzer-sys, so the targets build the audited versions.
+if ! cargo metadata --locked --format-version 1 --manifest-path fuzz/Cargo.toml >/dev/null; then
+    log "fuzz/Cargo.lock is out of date with the workspace; refresh it with:"
+    log "  cp Cargo.lock fuzz/Cargo.lock && cargo metadata --format-version 1 --manifest-path fuzz/Cargo.toml >/dev/null"
+    exit 1
+fi
 log "building the fuzz targets"
 cargo fuzz build "${fuzz_options[@]}"
 

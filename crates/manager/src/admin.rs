@@ -270,6 +270,7 @@ impl SecretsManager {
             .revoke_token(accessor)
             .await
             .map_err(ManagerError::from);
+        self.forget_cached_tokens();
         self.forget_tokens().await;
         if let Ok(count) = &result {
             extra.insert("revoked_count".into(), json!(count));
@@ -319,9 +320,12 @@ impl SecretsManager {
             }
 
             self.audit_request(&op).await?;
-            self.store
+            let renewed = self
+                .store
                 .set_token_expiry(caller.accessor(), Some(expire_time))
-                .await?;
+                .await;
+            self.forget_cached_token(&caller.token.token_hash);
+            renewed?;
             let mut record = caller.token.clone();
             record.expire_time = Some(expire_time);
             Ok(record)

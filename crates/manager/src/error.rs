@@ -59,6 +59,14 @@ pub enum ManagerError {
     /// A bug or corrupt data. The detail is for the server log only.
     #[error("internal error: {0}")]
     Internal(String),
+    /// A rotation tried to write a pending version while another one exists.
+    #[error(
+        "the secret already has pending version {version}: finish or discard that rotation first"
+    )]
+    PendingExists {
+        /// The existing pending version.
+        version: u64,
+    },
 }
 
 impl ManagerError {
@@ -75,6 +83,7 @@ impl ManagerError {
             ManagerError::StaleLimitExceeded { .. } => "stale_limit_exceeded",
             ManagerError::AuditFailed => "audit_failed",
             ManagerError::Internal(_) => "internal",
+            ManagerError::PendingExists { .. } => "pending_exists",
         }
     }
 }
@@ -87,6 +96,7 @@ impl From<StoreError> for ManagerError {
             StoreError::CasRequired => ManagerError::CasRequired,
             StoreError::Invalid(message) => ManagerError::Invalid(message),
             StoreError::Backend(message) => ManagerError::Unavailable(message),
+            StoreError::PendingExists { version } => ManagerError::PendingExists { version },
             other => ManagerError::Internal(other.to_string()),
         }
     }

@@ -134,6 +134,45 @@ pub enum SecurityEvent {
         /// The backend's name.
         backend: String,
     },
+    /// A rotation of a secret started.
+    RotationStarted {
+        /// The secret's path.
+        path: String,
+        /// Whether it is an emergency rotation (no grace period).
+        emergency: bool,
+    },
+    /// A rotation finished: `version` is now current.
+    RotationFinished {
+        /// The secret's path.
+        path: String,
+        /// The new current version.
+        version: u64,
+        /// The version it replaced, if any.
+        replaced: Option<u64>,
+    },
+    /// A rotation failed or rolled back; the current version is unchanged.
+    RotationFailed {
+        /// The secret's path.
+        path: String,
+        /// The step that failed and why, without any value.
+        reason: String,
+    },
+    /// A replaced version was revoked: reads refuse it and its provider credential is gone.
+    VersionRevoked {
+        /// The secret's path.
+        path: String,
+        /// The revoked version.
+        version: u64,
+    },
+    /// A secret was reported leaked; an emergency rotation follows.
+    KeyCompromised {
+        /// The reporter's accessor.
+        accessor: String,
+        /// The secret's path.
+        path: String,
+        /// The reporter's reason, as sent (bounded in length).
+        reason: String,
+    },
 }
 
 /// The in-process event bus.

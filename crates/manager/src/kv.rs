@@ -9,7 +9,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
 
 use keyward_store::{
-    FolderPath, MetadataUpdate, NewVersion, SecretData, SecretMeta, SecretPath, StoreError,
+    FolderPath, MetadataUpdate, NewVersion, SecretData, SecretMeta, SecretPath, Stage, StoreError,
     VersionMeta,
 };
 use serde_json::{Map, Value, json};
@@ -138,10 +138,13 @@ impl SecretsManager {
                 return self.read_resilient(layer, path, version).await;
             }
             let read = self.store.get(path, version).await?;
+            // A pending version belongs to a rotation that has not finished: only the engine
+            // reads it, through `rotation_read`.
+            let data = read.data.filter(|_| read.meta.stage != Stage::Pending);
             Ok(KvRead {
                 meta: read.meta,
                 custom_metadata: read.custom_metadata,
-                data: read.data,
+                data,
                 freshness: Freshness::Fresh,
             })
         }
@@ -517,8 +520,15 @@ impl SecretsManager {
     {
         let version = result.as_ref().ok().and_then(WrittenVersion::version);
         self.invalidate_after_write(path, &result).await;
-        self.audit_response(op, &result, version_extra(version))
-            .await?;
+        // A change that succeeded has its `request` entry and its store commit on disk, so
+        // its `response` entry is synced with the next batch instead of being waited for. A
+        // denied or failed one may have no durable entry yet, so it waits.
+        if result.is_ok() {
+            self.queue_audit_response(op, &result, version_extra(version))?;
+        } else {
+            self.audit_response(op, &result, version_extra(version))
+                .await?;
+        }
         if result.is_ok() {
             self.events.publish(SecurityEvent::SecretWritten {
                 accessor: caller.accessor().to_owned(),

@@ -15,7 +15,9 @@ mod lockout;
 mod manager;
 pub mod policy;
 pub mod resilience;
+mod rotation;
 mod token;
+mod token_cache;
 
 pub use error::ManagerError;
 pub use events::{EventBus, SecurityEvent};
@@ -34,4 +36,5 @@ pub use resilience::{
     CircuitState, Clock, DiskCacheError, EnvFallbackEntry, ManualClock, ResilienceConfig,
     SystemClock, TtlOverride,
 };
+pub use rotation::{ROTATION_ACCESSOR, rotation_context};
 pub use token::{IssuedToken, MAX_TOKEN_LEN, TOKEN_PREFIX, TokenCreateRequest, TokenSecret};

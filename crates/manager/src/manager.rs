@@ -26,6 +26,7 @@ use crate::lockout::{Lockout, LockoutConfig};
 use crate::policy::{Capability, Policy, PolicySet};
 use crate::resilience::{CircuitState, Resilience, ResilienceConfig};
 use crate::token::{self, MAX_TOKEN_LEN, TOKEN_PREFIX};
+use crate::token_cache::TokenCache;
 
 /// Name of the policy attached to every token unless asked otherwise.
 pub const DEFAULT_POLICY: &str = "default";
@@ -132,6 +133,8 @@ pub struct SecretsManager {
     pub(crate) keys: Option<KeyLifecycle>,
     /// The resilience layer around a remote backend, if configured.
     pub(crate) resilience: Option<Resilience>,
+    /// Recently read token records; `None` with a remote backend, which other nodes change.
+    pub(crate) token_cache: Option<TokenCache>,
 }
 
 impl std::fmt::Debug for SecretsManager {
@@ -175,6 +178,7 @@ impl SecretsManager {
             }
             None => (store, None),
         };
+        let token_cache = resilience.is_none().then(TokenCache::default);
         let manager = Self {
             store,
             audit,
@@ -185,6 +189,7 @@ impl SecretsManager {
             lockout,
             keys: None,
             resilience,
+            token_cache,
         };
 
         match (manager.load_initial_policies().await, &manager.resilience) {
@@ -338,11 +343,20 @@ impl SecretsManager {
         })
     }
 
-    /// Finds a token record by hash. While the backend fails, the resilience layer's copy
-    /// is used instead.
+    /// Finds a token record by hash, in the token cache first. While the backend fails, the
+    /// resilience layer's copy is used instead.
     async fn look_up_token(&self, hash: &str) -> Result<Option<TokenRecord>, ManagerError> {
+        let read_at = Instant::now();
+        if let Some(record) = self.token_cache.as_ref().and_then(|c| c.get(hash, read_at)) {
+            return Ok(Some(record));
+        }
+
+        let generation = self.token_cache.as_ref().map(TokenCache::generation);
         match self.store.token_by_hash(hash).await {
             Ok(record) => {
+                if let (Some(cache), Some(generation)) = (&self.token_cache, generation) {
+                    cache.insert(&record, generation, read_at);
+                }
                 self.remember_token(&record);
                 Ok(Some(record))
             }
@@ -377,6 +391,20 @@ impl SecretsManager {
 
     pub(crate) fn hash_token(&self, token: &str) -> String {
         token::hash(&self.token_hash_key, token)
+    }
+
+    /// Drops every cached token record, after a revocation through this manager.
+    pub(crate) fn forget_cached_tokens(&self) {
+        if let Some(cache) = &self.token_cache {
+            cache.clear();
+        }
+    }
+
+    /// Drops the cached record of one token, after its record changed.
+    pub(crate) fn forget_cached_token(&self, token_hash: &str) {
+        if let Some(cache) = &self.token_cache {
+            cache.remove(token_hash);
+        }
     }
 
     /// Checks that the caller has one of `wanted` on `api_path`. A denial is published as an
@@ -462,36 +490,61 @@ impl SecretsManager {
         result: &Result<T, ManagerError>,
         extra: Map<String, Value>,
     ) -> Result<(), ManagerError> {
-        let mut entry = base_entry("response", op.ctx);
-        entry.insert("accessor".into(), json!(op.accessor));
-        entry.insert("operation".into(), json!(op.name));
-        entry.insert("path".into(), json!(op.path));
-        match result {
-            Ok(_) => {
-                entry.insert("outcome".into(), json!("ok"));
-            }
-            Err(error) => {
-                entry.insert("outcome".into(), json!("error"));
-                entry.insert("error".into(), json!(error.kind()));
-            }
-        }
-        entry.extend(extra);
-        self.append_audit(entry).await
+        self.append_audit(response_entry(op, result, extra)).await
     }
 
-    async fn append_audit(&self, entry: Map<String, Value>) -> Result<(), ManagerError> {
+    /// Queues the `response` entry of a change whose `request` entry is already durable and
+    /// whose store commit returned, without waiting for the entry's sync: it is synced with
+    /// the next batch. If that write fails, the audit log fails and refuses every later
+    /// request. Fails at once if the log has already failed.
+    pub(crate) fn queue_audit_response<T>(
+        &self,
+        op: &Operation<'_>,
+        result: &Result<T, ManagerError>,
+        extra: Map<String, Value>,
+    ) -> Result<(), ManagerError> {
+        self.audit
+            .enqueue(response_entry(op, result, extra))
+            .map_err(|error| self.audit_failed(&error))
+    }
+
+    pub(crate) async fn append_audit(&self, entry: Map<String, Value>) -> Result<(), ManagerError> {
         match self.audit.append(entry).await {
             Ok(_) => Ok(()),
-            Err(error) => {
-                tracing::error!(%error, "audit log write failed; refusing the request");
-                self.events.publish(SecurityEvent::AuditFailure);
-                Err(ManagerError::AuditFailed)
-            }
+            Err(error) => Err(self.audit_failed(&error)),
         }
+    }
+
+    fn audit_failed(&self, error: &keyward_audit::AuditError) -> ManagerError {
+        tracing::error!(%error, "audit log write failed; refusing the request");
+        self.events.publish(SecurityEvent::AuditFailure);
+        ManagerError::AuditFailed
     }
 }
 
-fn base_entry(kind: &str, ctx: &RequestContext) -> Map<String, Value> {
+fn response_entry<T>(
+    op: &Operation<'_>,
+    result: &Result<T, ManagerError>,
+    extra: Map<String, Value>,
+) -> Map<String, Value> {
+    let mut entry = base_entry("response", op.ctx);
+    entry.insert("accessor".into(), json!(op.accessor));
+    entry.insert("operation".into(), json!(op.name));
+    entry.insert("path".into(), json!(op.path));
+    match result {
+        Ok(_) => {
+            entry.insert("outcome".into(), json!("ok"));
+        }
+        Err(error) => {
+            entry.insert("outcome".into(), json!("error"));
+            entry.insert("error".into(), json!(error.kind()));
+        }
+    }
+    entry.extend(extra);
+    entry
+}
+
+pub(crate) fn base_entry(kind: &str, ctx: &RequestContext) -> Map<String, Value> {
     let mut entry = Map::new();
     entry.insert("type".into(), json!(kind));
     entry.insert("request_id".into(), json!(ctx.request_id));

@@ -207,6 +207,21 @@ mod tests {
     }
 
     #[test]
+    fn token_lookup_uses_keyed_hmac() {
+        // No code compares a presented token with a stored one byte by byte: the store looks
+        // the token up by this HMAC-SHA256 under a server key. The lookup's timing can depend
+        // only on the MAC, which a caller cannot steer towards a stored value without the key.
+        let key = [9u8; 32];
+        let token = "kwt.presented-token";
+        let tag = hex::decode(hash(&key, token)).expect("hash is hex");
+        let mac_key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &key);
+
+        assert_eq!(tag.len(), 32);
+        assert!(aws_lc_rs::hmac::verify(&mac_key, token.as_bytes(), &tag).is_ok());
+        assert!(aws_lc_rs::hmac::verify(&mac_key, b"kwt.presented-tokem", &tag).is_err());
+    }
+
+    #[test]
     fn display_name_is_sanitised_like_vault() {
         let cases = [
             (None, "token"),

@@ -17,7 +17,8 @@
 //!
 //! The engine never opens a secret store: it writes and promotes versions through
 //! [`SecretTarget`], which the secrets manager implements. [`MemoryTarget`] is an in-memory
-//! implementation for tests.
+//! implementation for tests; [`ManagerTarget`] is the one the server uses, over the secrets
+//! manager, with [`ManagerEventSink`] writing every step to the audit log.
 //!
 //! # Example
 //!
@@ -54,8 +55,6 @@
 //!
 //! # Not done here
 //!
-//! - The adapter that implements [`SecretTarget`] on the secrets manager (with audit entries
-//!   for each step) lives with the manager.
 //! - A credential that a provider issued during `create` is lost if the process dies before
 //!   the engine records its id; such a key stays at the provider unused (see the OpenAI
 //!   rotator).
@@ -73,6 +72,7 @@ mod duration;
 mod engine;
 mod events;
 mod generate;
+mod manager_target;
 mod notify;
 mod policy;
 mod rotator;
@@ -91,6 +91,7 @@ pub use events::{EventSink, MemorySink, RotationEvent, RotationEventKind, Step, 
 pub use generate::{
     ApiKeyGenerator, CommandGenerator, GenerateError, Generator, Generators, PasswordGenerator,
 };
+pub use manager_target::{ManagerEventSink, ManagerTarget, VALUE_FIELD};
 pub use notify::Notifier;
 pub use policy::{
     CharClass, Charset, GeneratorSpec, MAX_GRACE, NotifySpec, PolicyError, RotationPolicy,

@@ -2,8 +2,8 @@
 //!
 //! The engine never touches a secret store. It writes and promotes versions through
 //! [`SecretTarget`], which the manager implements on top of its store (with audit and policy
-//! checks). [`MemoryTarget`] is an in-memory implementation for tests and examples; the manager
-//! adapter is a separate piece of work.
+//! checks). [`MemoryTarget`] is an in-memory implementation for tests and examples;
+//! `ManagerTarget` is the one over the secrets manager.
 //!
 //! [`SecretSource`] is the narrower read-only view that rotators and notifiers use to fetch the
 //! credentials they need themselves (an OpenAI admin key, a webhook signing key), which are

@@ -29,6 +29,10 @@
 //! | `sys/internal/ui/mounts/<path>` | GET |
 //! | `auth/token/{create,create-orphan,lookup-self,renew-self,revoke-self,revoke-accessor}` | as in Vault |
 //! | `sys/policies/acl[/<name>]`, `sys/policy[/<name>]` | as in Vault |
+//! | `sys/rotation/policy/<path>` | GET, PUT/POST (JSON rotation policy), DELETE |
+//! | `sys/rotation/status/<path>` | GET |
+//! | `sys/rotate/<path>` | PUT/POST `{"emergency": bool}` |
+//! | `sys/keyward/compromised` | PUT/POST `{"path": ..., "reason": ...}` |
 //!
 //! # Not supported
 //!
@@ -110,13 +114,14 @@ const MIN_HYPER_BUFFER: usize = 64 * 1024;
 /// It also installs the metrics recorder (see [`install_metrics_recorder`]). Without a TLS
 /// server around it, `sys/metrics` reports no certificate expiry.
 pub fn router(manager: Arc<SecretsManager>, config: &ServerConfig) -> Router {
-    build_router(manager, config, CertificateExpiry::default())
+    build_router(manager, config, CertificateExpiry::default(), None)
 }
 
 fn build_router(
     manager: Arc<SecretsManager>,
     config: &ServerConfig,
     certificate_expiry: CertificateExpiry,
+    rotation: Option<Arc<keyward_rotation::Scheduler>>,
 ) -> Router {
     telemetry::install_metrics_recorder();
     let state = Arc::new(AppState {
@@ -126,6 +131,7 @@ fn build_router(
         body_read_timeout: config.body_read_timeout,
         cluster_id: uuid::Uuid::new_v4().to_string(),
         certificate_expiry,
+        rotation,
     });
     let sensitive: Arc<[HeaderName]> = Arc::new([
         header::AUTHORIZATION,
@@ -189,6 +195,16 @@ impl Server {
         manager: Arc<SecretsManager>,
         config: ServerConfig,
     ) -> Result<Server, ServerError> {
+        Self::bind_with_rotation(manager, config, None).await
+    }
+
+    /// Like [`Server::bind`], and serves the rotation routes (`sys/rotation/...`,
+    /// `sys/rotate/<path>`, `sys/keyward/compromised`) through `rotation` when it is given.
+    pub async fn bind_with_rotation(
+        manager: Arc<SecretsManager>,
+        config: ServerConfig,
+        rotation: Option<Arc<keyward_rotation::Scheduler>>,
+    ) -> Result<Server, ServerError> {
         let reloader =
             CertificateReloader::load(&config.cert_path, &config.key_path, &config.client_auth)?;
         let bind_error = |source| ServerError::Bind {
@@ -199,7 +215,7 @@ impl Server {
             .await
             .map_err(bind_error)?;
         let local_addr = listener.local_addr().map_err(bind_error)?;
-        let app = build_router(manager, &config, reloader.expiry());
+        let app = build_router(manager, &config, reloader.expiry(), rotation);
         Ok(Server {
             listener,
             local_addr,

@@ -190,13 +190,25 @@ fn ceil_secs(wait: Duration) -> u64 {
 
 /// Bytes of the request line and headers as sent (names, values and separators).
 fn head_size(request: &Request) -> usize {
-    let line = request.method().as_str().len() + request.uri().to_string().len() + 12;
+    let line = request.method().as_str().len() + uri_len(request.uri()) + 12;
     let headers: usize = request
         .headers()
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum();
     line + headers
+}
+
+/// Length of `uri` as `Display` writes it, without building the string.
+fn uri_len(uri: &axum::http::Uri) -> usize {
+    let scheme = uri
+        .scheme_str()
+        .map_or(0, |scheme| scheme.len() + "://".len());
+    let authority = uri
+        .authority()
+        .map_or(0, |authority| authority.as_str().len());
+    let query = uri.query().map_or(0, |query| query.len() + 1);
+    scheme + authority + uri.path().len() + query
 }
 
 /// Middleware: applies the limits, keeps a slot of the client's address and a global slot
@@ -339,6 +351,20 @@ mod tests {
         drop(three);
         let counts = in_flight.counts.lock().expect("not poisoned");
         assert!(counts.is_empty(), "{counts:?}");
+    }
+
+    #[test]
+    fn uri_length_matches_its_display() {
+        for raw in [
+            "/v1/secret/data/app/db",
+            "/v1/secret/metadata/app?list=true",
+            "https://127.0.0.1:8200/v1/sys/health?standbyok=true",
+            "*",
+            "/",
+        ] {
+            let uri: axum::http::Uri = raw.parse().expect("valid uri");
+            assert_eq!(uri_len(&uri), uri.to_string().len(), "{raw}");
+        }
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub(crate) struct AppState {
     pub cluster_id: String,
     /// Expiry of the served certificate, for the metrics route; unknown without TLS.
     pub certificate_expiry: CertificateExpiry,
+    /// The rotation scheduler behind the rotation routes; `None` disables those routes.
+    pub rotation: Option<Arc<keyward_rotation::Scheduler>>,
 }
 
 /// The request's context, inserted into its extensions by [`request_context`].
@@ -63,7 +65,10 @@ impl BodyProgress {
 /// logs its outcome.
 ///
 /// The span records method, route template, accessor, status and latency; never the token,
-/// headers or body.
+/// headers or body. The outcome line is logged at `debug` for responses below 500 and at
+/// `info` for server errors. A line per request written to standard error costs a system
+/// call and its formatting on every request, and the audit log and the metrics already
+/// record each request. `RUST_LOG=keyward_server=debug` brings the line back for all.
 pub(crate) async fn request_context(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let Some(remote_addr) = peer_address(&request) else {
@@ -86,12 +91,13 @@ pub(crate) async fn request_context(mut request: Request, next: Next) -> Respons
 
     async move {
         let response = next.run(request).await;
+        let status = response.status().as_u16();
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-        tracing::info!(
-            status = response.status().as_u16(),
-            latency_ms,
-            "request finished"
-        );
+        if status >= 500 {
+            tracing::info!(status, latency_ms, "request finished");
+        } else {
+            tracing::debug!(status, latency_ms, "request finished");
+        }
         response
     }
     .instrument(span)

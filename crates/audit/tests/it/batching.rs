@@ -45,3 +45,37 @@ async fn sequential_appends_sync_each_entry() {
 
     assert_eq!(log.sync_count(), 5);
 }
+
+#[tokio::test]
+async fn enqueued_entry_keeps_its_order() {
+    let fixture = Fixture::new();
+    let log = fixture.open();
+
+    log.append(entry(1)).await.expect("append entry");
+    log.enqueue(entry(2)).expect("enqueue entry");
+    let seq = log.append(entry(3)).await.expect("append entry");
+    log.close();
+
+    assert_eq!(seq, 3);
+    let lines = fixture.read_lines();
+    assert!(lines[1].contains(r#""n":2"#), "{}", lines[1]);
+    assert_eq!(verify(&fixture.path).expect("log verifies").entries, 3);
+}
+
+#[tokio::test]
+async fn head_is_not_synced_per_append() {
+    let fixture = Fixture::new();
+    let log = fixture.open();
+
+    for n in 1..=5 {
+        log.append(entry(n)).await.expect("append entry");
+    }
+    let head_syncs = log.head_sync_count();
+    log.close();
+
+    assert_eq!(log.sync_count(), 5);
+    assert!(head_syncs < 5, "5 appends took {head_syncs} head syncs");
+    let head = std::fs::read_to_string(fixture.head_path()).expect("read head");
+    assert!(head.starts_with(r#"{"seq":5,"#), "{head}");
+    assert!(verify(&fixture.path).expect("log verifies").head_checked);
+}

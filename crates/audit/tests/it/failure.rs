@@ -66,3 +66,17 @@ async fn concurrent_waiters_all_get_failure() {
         );
     }
 }
+
+#[tokio::test]
+async fn failed_enqueued_entry_fails_later_appends() {
+    let fixture = Fixture::new();
+    let log = open_full_device_log(&fixture);
+
+    log.enqueue(entry(1))
+        .expect("queueing does not wait for the write");
+    let result = log.append(entry(2)).await;
+
+    assert!(matches!(result, Err(AuditError::Io(_))), "{result:?}");
+    assert!(log.is_failed());
+    assert!(matches!(log.enqueue(entry(3)), Err(AuditError::Io(_))));
+}

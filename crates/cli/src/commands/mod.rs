@@ -8,6 +8,7 @@ pub mod kv;
 mod mask;
 pub mod policy;
 mod rotate_root;
+pub mod rotation;
 pub mod run;
 pub mod token;
 

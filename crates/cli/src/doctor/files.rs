@@ -286,6 +286,7 @@ mod tests {
             tls: None,
             limits: Default::default(),
             storage: Default::default(),
+            rotation: Default::default(),
         };
 
         let checks = check_data_dir(&config, &tls_key, User::current());

@@ -157,7 +157,11 @@ async fn run_checks(config: &Config) -> Vec<Check> {
         time::OffsetDateTime::now_utc(),
     ));
     checks.extend(audit::check(&config.data_dir, user));
-    checks.push(settings::check_listen(config.listen));
+    let client_cert_required = config
+        .tls
+        .as_ref()
+        .is_some_and(|tls| tls.require_client_cert && tls.client_ca.is_some());
+    checks.push(settings::check_listen(config.listen, client_cert_required));
     checks.extend(settings::check_rate_limits(&config.limits));
     checks.extend(settings::check_request_limits(&config.limits));
     checks

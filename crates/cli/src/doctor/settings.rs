@@ -18,16 +18,23 @@ const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// Maximum request timeout that passes, in seconds.
 const MAX_REQUEST_TIMEOUT_SECS: u64 = 300;
 
-/// Warns when the server listens on an address that other hosts can reach.
-pub fn check_listen(listen: SocketAddr) -> Check {
+/// Warns when the server listens on an address that other hosts can reach without requiring
+/// client certificates, so that any host that can connect may try tokens.
+pub fn check_listen(listen: SocketAddr, client_cert_required: bool) -> Check {
     let name = "listen address";
     if listen.ip().is_loopback() {
         return Check::pass(name, format!("listening on loopback {listen}"));
     }
+    if client_cert_required {
+        return Check::pass(
+            name,
+            format!("listening on {listen}; clients need a certificate from the client CA"),
+        );
+    }
     Check::warn(
         name,
-        format!("listening on {listen} reachable from other hosts"),
-        "Keyward has no client-certificate authentication yet, so put it behind a firewall or restrict the address",
+        format!("listening on {listen} reachable from other hosts without client certificates"),
+        "set client_ca and require_client_cert = true in [tls], or put Keyward behind a firewall or restrict the address",
     )
 }
 
@@ -149,7 +156,7 @@ mod tests {
     #[test]
     fn loopback_listen_passes() {
         for addr in ["127.0.0.1:8200", "[::1]:8200"] {
-            let check = check_listen(addr.parse().expect("address"));
+            let check = check_listen(addr.parse().expect("address"), false);
             assert_eq!(check.status, Status::Pass, "{addr}: {check:?}");
         }
     }
@@ -157,18 +164,24 @@ mod tests {
     #[test]
     fn public_listen_warns() {
         for addr in ["0.0.0.0:8200", "[::]:8200", "192.0.2.10:8200"] {
-            let check = check_listen(addr.parse().expect("address"));
+            let check = check_listen(addr.parse().expect("address"), false);
             assert_eq!(check.status, Status::Warn, "{addr}: {check:?}");
             assert!(check.message.contains(addr), "{check:?}");
         }
-        let check = check_listen("0.0.0.0:8200".parse().expect("address"));
+        let check = check_listen("0.0.0.0:8200".parse().expect("address"), false);
         assert!(
             check
                 .fix
                 .as_deref()
-                .is_some_and(|fix| fix.contains("behind a firewall")),
+                .is_some_and(|fix| fix.contains("require_client_cert")),
             "{check:?}"
         );
+    }
+
+    #[test]
+    fn public_listen_with_client_certificates_passes() {
+        let check = check_listen("0.0.0.0:8200".parse().expect("address"), true);
+        assert_eq!(check.status, Status::Pass, "{check:?}");
     }
 
     #[test]

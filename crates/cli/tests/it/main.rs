@@ -21,6 +21,7 @@ mod keys;
 mod mtls;
 mod outage;
 mod pentest;
+mod rotation;
 mod run;
 mod tls;
 mod vault_backend;

@@ -122,3 +122,14 @@ impl Resilience {
         self.breaker.state()
     }
 }
+
+impl crate::SecretsManager {
+    /// Reports the manager degraded before any backend call has failed, for a backend the
+    /// caller found unreachable at start (its login failed). The next successful backend call
+    /// clears it. Does nothing without the resilience layer.
+    pub fn mark_backend_unavailable(&self) {
+        if let Some(layer) = &self.resilience {
+            layer.degraded.set_serving_stale(true);
+        }
+    }
+}

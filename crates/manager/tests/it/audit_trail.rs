@@ -39,6 +39,12 @@ async fn audit_records_request_without_secret_or_token() {
 async fn write_is_audited_before_and_after() {
     let h = Harness::new().await;
     h.write("app/db", json!({"k": "v"})).await;
+    // The write's response entry is queued without a wait; the read's, which is awaited,
+    // comes after it in the log.
+    h.manager
+        .kv_read(&h.root, &ctx(), &path("app/db"), None)
+        .await
+        .expect("reads");
 
     let kinds: Vec<String> = h
         .audit_entries()

@@ -168,3 +168,40 @@ async fn ipv6_lockout_covers_the_slash_64() {
         .await;
     assert!(allowed.is_ok(), "{allowed:?}");
 }
+
+#[tokio::test]
+async fn renewal_is_seen_by_next_authentication() {
+    let h = Harness::new().await;
+    let issued = h
+        .manager
+        .token_create(
+            &h.root,
+            &ctx(),
+            TokenCreateRequest {
+                ttl_secs: Some(60),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("creates");
+    let token = issued.token.expose().to_owned();
+    let caller = h
+        .manager
+        .authenticate(Some(&token), &ctx())
+        .await
+        .expect("valid");
+
+    let renewed = h
+        .manager
+        .token_renew_self(&caller, &ctx(), Some(3600))
+        .await
+        .expect("renews");
+    let again = h
+        .manager
+        .authenticate(Some(&token), &ctx())
+        .await
+        .expect("still valid");
+
+    assert!(renewed.expire_time > caller.token.expire_time);
+    assert_eq!(again.token.expire_time, renewed.expire_time);
+}

@@ -7,4 +7,5 @@ mod common;
 mod keys;
 mod kv;
 mod resilience;
+mod rotation;
 mod tokens;

@@ -5,6 +5,7 @@ mod crash;
 mod fake_openai;
 mod faults;
 mod leases;
+mod manager_target;
 mod openai;
 mod postgres;
 mod schedule_year;

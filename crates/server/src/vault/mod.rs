@@ -15,6 +15,7 @@ mod keys;
 mod kv;
 pub(crate) mod params;
 mod policy;
+mod rotation;
 pub(crate) mod routes;
 mod sys;
 mod token;
@@ -207,6 +208,10 @@ async fn route_request(
         Route::Key(id) => keys::retire(state, request, caller, id).await,
         Route::Watch => watch::open(state, request, caller).await,
         Route::Metrics => sys::metrics(state, request),
+        Route::RotationPolicy(path) => rotation::policy(state, request, caller, &path).await,
+        Route::RotationStatus(path) => rotation::status(state, request, caller, &path).await,
+        Route::Rotate(path) => rotation::rotate(state, request, caller, &path).await,
+        Route::Compromised => rotation::compromised(state, request, caller).await,
         Route::Health | Route::SealStatus | Route::Leader | Route::Unknown => {
             Err(Rejection::unsupported_path().into())
         }

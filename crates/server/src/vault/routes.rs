@@ -106,6 +106,14 @@ pub(crate) enum Route {
     Watch,
     /// `sys/metrics`: Prometheus metrics.
     Metrics,
+    /// `sys/rotation/policy/<path>`: a secret's rotation policy.
+    RotationPolicy(SecretPath),
+    /// `sys/rotation/status/<path>`: a secret's rotation state.
+    RotationStatus(SecretPath),
+    /// `sys/rotate/<path>`: rotate a secret now.
+    Rotate(SecretPath),
+    /// `sys/keyward/compromised`: a leak report, which triggers an emergency rotation.
+    Compromised,
     /// No route serves the path.
     Unknown,
 }
@@ -140,6 +148,10 @@ impl Route {
             Route::Key(_) => "sys/keys/{id}",
             Route::Watch => "sys/keyward/watch",
             Route::Metrics => "sys/metrics",
+            Route::RotationPolicy(_) => "sys/rotation/policy/{path}",
+            Route::RotationStatus(_) => "sys/rotation/status/{path}",
+            Route::Rotate(_) => "sys/rotate/{path}",
+            Route::Compromised => "sys/keyward/compromised",
             Route::Unknown => "unknown",
         }
     }
@@ -172,6 +184,9 @@ impl Route {
             Route::Key(_) => operation == Delete,
             Route::Watch => operation == Read,
             Route::Metrics => operation == Read,
+            Route::RotationPolicy(_) => matches!(operation, Read | Write | Delete),
+            Route::RotationStatus(_) => operation == Read,
+            Route::Rotate(_) | Route::Compromised => operation == Write,
             Route::Unknown => false,
         }
     }
@@ -231,6 +246,12 @@ pub(crate) fn resolve(raw_path: &str) -> Result<Route, Rejection> {
         Route::LegacyPolicyList
     } else if let Some(name) = trimmed.strip_prefix("sys/policy/") {
         Route::LegacyPolicy(policy_name(name)?)
+    } else if let Some(path) = trimmed.strip_prefix("sys/rotation/policy/") {
+        Route::RotationPolicy(secret_path(path, rest).map_err(bad_path)?)
+    } else if let Some(path) = trimmed.strip_prefix("sys/rotation/status/") {
+        Route::RotationStatus(secret_path(path, rest).map_err(bad_path)?)
+    } else if let Some(path) = trimmed.strip_prefix("sys/rotate/") {
+        Route::Rotate(secret_path(path, rest).map_err(bad_path)?)
     } else if trimmed == "sys/keys" {
         Route::KeysStatus
     } else if let Some(name) = trimmed.strip_prefix("sys/keys/") {
@@ -244,6 +265,7 @@ pub(crate) fn resolve(raw_path: &str) -> Result<Route, Rejection> {
             "auth/token/revoke-accessor" => Route::TokenRevokeAccessor,
             "auth/token/renew-self" => Route::TokenRenewSelf,
             "sys/keyward/watch" => Route::Watch,
+            "sys/keyward/compromised" => Route::Compromised,
             _ => Route::Unknown,
         }
     };
@@ -320,6 +342,34 @@ mod tests {
 
     fn secret(raw: &str) -> SecretPath {
         SecretPath::parse(raw).expect("valid test path")
+    }
+
+    #[test]
+    fn rotation_routes_resolve() {
+        assert_eq!(
+            resolve("/v1/sys/rotation/policy/app/x"),
+            Ok(Route::RotationPolicy(secret("app/x")))
+        );
+        assert_eq!(
+            resolve("/v1/sys/rotation/status/app/x"),
+            Ok(Route::RotationStatus(secret("app/x")))
+        );
+        assert_eq!(
+            resolve("/v1/sys/rotate/app/x"),
+            Ok(Route::Rotate(secret("app/x")))
+        );
+        assert_eq!(
+            resolve("/v1/sys/keyward/compromised"),
+            Ok(Route::Compromised)
+        );
+        assert!(
+            resolve("/v1/sys/rotate/app/").is_err(),
+            "a folder is no secret"
+        );
+        assert!(Route::Rotate(secret("app/x")).supports(Operation::Write));
+        assert!(!Route::Rotate(secret("app/x")).supports(Operation::Read));
+        assert!(Route::RotationPolicy(secret("app/x")).supports(Operation::Delete));
+        assert!(!Route::RotationStatus(secret("app/x")).supports(Operation::Write));
     }
 
     #[test]

@@ -34,7 +34,8 @@ const KV_MOUNT_UUID: &str = "6b657977-6172-4400-8000-6b7673656372";
 ///
 /// A degraded server (storage backend failing, reads served from the cache) still returns
 /// 200, since it serves requests and Vault clients take any other code as "do not use";
-/// the body's `degraded` field says so, and `?degradedcode=` sets another status for load
+/// the body's `degraded: true` field says so (the field is left out when all is well, so a
+/// healthy body matches OpenBao's field for field), and `?degradedcode=` sets another status for load
 /// balancers that should drain a degraded node.
 pub(super) fn health(state: &AppState, query: &QueryParams, operation: Operation) -> Response {
     let health = state.manager.health();
@@ -83,7 +84,9 @@ struct HealthBody<'a> {
     version: &'a str,
     cluster_name: &'static str,
     cluster_id: &'a str,
-    /// Keyward's own field: the storage backend is failing and reads may be stale.
+    /// Keyward's own field: the storage backend is failing and reads may be stale. Sent only
+    /// when true.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     degraded: bool,
 }
 

@@ -69,7 +69,9 @@ pub(super) async fn write_pending(
     }
 
     let existing = write_settings(&mut tx, path).await?;
-    let highest = existing.as_ref().map_or(0, |settings| settings.current_version);
+    let highest = existing
+        .as_ref()
+        .map_or(0, |settings| settings.current_version);
     let version = highest
         .checked_add(1)
         .ok_or_else(|| StoreError::Invalid(format!("secret {path} has no version number left")))?;
@@ -249,8 +251,8 @@ pub(super) async fn revoke_version(
     match stage_of(&mut tx, path, version).await? {
         None => return Err(StoreError::NotFound),
         Some(Stage::Revoked) => return Ok(()),
-        // A destroyed version has no data left to refuse; recording it as revoked keeps the
-        // rotation's view (the provider credential is gone too) without resurrecting anything.
+        // A destroyed version has no data left to reject. Marking it revoked records that its
+        // provider credential is revoked too, and brings back no data.
         Some(Stage::Previous | Stage::Destroyed) => {
             erase(&mut tx, path, version, Stage::Revoked).await?;
         }

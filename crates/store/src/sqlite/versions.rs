@@ -134,7 +134,10 @@ pub(super) async fn put(
     let existing = write_settings(&mut tx, path).await?;
     let exists = existing.is_some();
     let settings = existing.unwrap_or_default();
-    check_cas(settings.cas_required, settings.current_version, new.cas)?;
+    // Check-and-set compares with the version unversioned reads return, so that a pending
+    // rotation does not make every client's `cas` stale.
+    let visible = newest_visible_version(&mut tx, path).await?.unwrap_or(0);
+    check_cas(settings.cas_required, visible, new.cas)?;
 
     let version = settings
         .current_version
@@ -219,11 +222,11 @@ pub(super) async fn put(
         sqlx::query(
             "DELETE FROM secret_versions WHERE path = ? AND version <= ? AND stage != 'pending'",
         )
-            .bind(path.as_str())
-            .bind(to_column(last, "version")?)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend_error)?;
+        .bind(path.as_str())
+        .bind(to_column(last, "version")?)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend_error)?;
     }
 
     tx.commit().await.map_err(backend_error)?;
@@ -239,6 +242,26 @@ pub(super) async fn put(
     })
 }
 
+/// Reads a secret's custom metadata and one version, given by number (the first parameter),
+/// of the secret at the second parameter. The version columns are NULL if it has no such
+/// version.
+const READ_VERSION: &str = "SELECT s.custom_metadata, v.version, v.created_time, v.deletion_time,
+        v.destroyed, v.stage, v.created_by, v.grace_deadline, v.ciphertext
+    FROM secrets AS s
+    LEFT JOIN secret_versions AS v ON v.path = s.path AND v.version = ?
+    WHERE s.path = ?";
+
+/// Like [`READ_VERSION`] for the version an unversioned read shows, the one
+/// `newest_visible_version` returns (keep the two in step).
+const READ_VISIBLE_VERSION: &str = "SELECT s.custom_metadata, v.version, v.created_time,
+        v.deletion_time, v.destroyed, v.stage, v.created_by, v.grace_deadline, v.ciphertext
+    FROM secrets AS s
+    LEFT JOIN secret_versions AS v ON v.path = s.path AND v.version = (
+        SELECT version FROM secret_versions
+        WHERE path = s.path AND stage != 'pending'
+        ORDER BY stage = 'current' DESC, version DESC LIMIT 1)
+    WHERE s.path = ?";
+
 /// Reads one version; see [`crate::SecretStore::get`].
 pub(super) async fn get(
     store: &SqliteStore,
@@ -249,45 +272,36 @@ pub(super) async fn get(
     // has the key of any row the snapshot can show (see `decrypt_with_either`).
     let keyring_before = store.keyring();
 
-    // One read transaction, so the secret row and the version row come from the same snapshot.
-    let mut tx = store.reader.begin().await.map_err(backend_error)?;
+    // Version 0 never exists, and a number past i64 cannot have been stored.
+    let version_column = match version {
+        Some(0) => return Err(StoreError::NotFound),
+        Some(version) => Some(i64::try_from(version).map_err(|_| StoreError::NotFound)?),
+        None => None,
+    };
 
-    let secret = sqlx::query("SELECT custom_metadata FROM secrets WHERE path = ?")
+    // One statement, so the secret row and the version row come from the same snapshot, in
+    // one hand-off to the connection's thread instead of a transaction of several. An
+    // unversioned read skips pending versions, so that a rotation in progress stays
+    // invisible; a secret whose only version is pending reads as not found.
+    // One statement per case, so neither plan depends on whether a parameter is NULL.
+    let query = match version_column {
+        Some(version) => sqlx::query(READ_VERSION).bind(version),
+        None => sqlx::query(READ_VISIBLE_VERSION),
+    };
+    let row = query
         .bind(path.as_str())
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&store.reader)
         .await
         .map_err(backend_error)?
         .ok_or(StoreError::NotFound)?;
-    let custom_metadata: String = secret.try_get("custom_metadata").map_err(backend_error)?;
+    let found: Option<i64> = row.try_get("version").map_err(backend_error)?;
+    let Some(found) = found else {
+        return Err(StoreError::NotFound);
+    };
+    let version = from_column(found, "version")?;
+
+    let custom_metadata: String = row.try_get("custom_metadata").map_err(backend_error)?;
     let custom_metadata = json_to_map(&custom_metadata, "custom metadata")?;
-
-    // An unversioned read returns the newest version that is not pending, so that a rotation
-    // in progress stays invisible. Without a pending version that is the secret's highest version; a
-    // secret whose only version is pending reads as not found (version 0).
-    let version = match version {
-        Some(version) => version,
-        None => newest_visible_version(&mut tx, path).await?.unwrap_or(0),
-    };
-    // Version 0 never exists, and a number past i64 cannot have been stored.
-    let Ok(version_column) = i64::try_from(version) else {
-        return Err(StoreError::NotFound);
-    };
-    if version == 0 {
-        return Err(StoreError::NotFound);
-    }
-
-    let row = sqlx::query(
-        "SELECT version, created_time, deletion_time, destroyed, stage, created_by,
-                grace_deadline, ciphertext
-         FROM secret_versions WHERE path = ? AND version = ?",
-    )
-    .bind(path.as_str())
-    .bind(version_column)
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(backend_error)?
-    .ok_or(StoreError::NotFound)?;
-    tx.commit().await.map_err(backend_error)?;
 
     let meta = version_meta_from_row(&row)?;
     let data = if is_readable(&meta, OffsetDateTime::now_utc()) {
@@ -313,16 +327,18 @@ pub(super) async fn get(
     })
 }
 
-/// Returns the highest version of `path` that is not pending, if any.
+/// Returns the version an unversioned read shows: the `current` one, else (after the current
+/// version was destroyed) the highest one that is not pending.
 async fn newest_visible_version(
     tx: &mut Transaction<'static, Sqlite>,
     path: &SecretPath,
 ) -> Result<Option<u64>, StoreError> {
     let newest: Option<i64> = sqlx::query_scalar(
-        "SELECT max(version) FROM secret_versions WHERE path = ? AND stage != 'pending'",
+        "SELECT version FROM secret_versions WHERE path = ? AND stage != 'pending'
+         ORDER BY stage = 'current' DESC, version DESC LIMIT 1",
     )
     .bind(path.as_str())
-    .fetch_one(&mut **tx)
+    .fetch_optional(&mut **tx)
     .await
     .map_err(backend_error)?;
     newest.map(|v| from_column(v, "version")).transpose()

@@ -6,6 +6,7 @@ mod common;
 mod listing;
 mod metadata;
 mod rewrap;
+mod stages;
 mod tokens;
 mod vault;
 mod versions;

@@ -1,0 +1,163 @@
+//! The rotation engine inside `keyward server`: opens `<data_dir>/rotation.db`, wires the
+//! engine to the secrets manager (versions, audit entries, security events) and runs the
+//! scheduler loop until shutdown.
+//!
+//! It does not serve anything itself: the server's rotation routes use the scheduler handle
+//! that [`RotationService::scheduler`] returns.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keyward_manager::SecretsManager;
+use keyward_rotation::{
+    Engine, EngineConfig, ManagerEventSink, ManagerTarget, RotationDb, Rotators, Scheduler,
+    SystemClock,
+};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::config::RotationSettings;
+use crate::error::CliError;
+
+/// File name of the engine's database in the data dir.
+pub const ROTATION_DB_FILE: &str = "rotation.db";
+
+/// How long shutdown waits for queued rotation events to reach the audit log.
+const AUDIT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Turns the `[rotation]` settings into the engine's tuning. The step timeout is lowered to
+/// half the lease when it is not below it, so that a hung call cannot outlive its lease.
+fn engine_config(settings: &RotationSettings) -> EngineConfig {
+    let seconds = |value: u64| time::Duration::seconds(i64::try_from(value).unwrap_or(i64::MAX));
+    let lease_secs = settings.lease_secs.max(2);
+    let mut step_timeout_secs = settings.step_timeout_secs.max(1);
+    if step_timeout_secs >= lease_secs {
+        step_timeout_secs = lease_secs / 2;
+        tracing::warn!(
+            step_timeout_secs,
+            lease_secs,
+            "rotation step_timeout_secs must be below lease_secs; using half the lease"
+        );
+    }
+    EngineConfig {
+        jitter_window: seconds(settings.jitter_window_secs),
+        lease_duration: seconds(lease_secs),
+        step_timeout: Duration::from_secs(step_timeout_secs),
+        ..EngineConfig::default()
+    }
+}
+
+/// A running rotation engine.
+pub struct RotationService {
+    scheduler: Arc<Scheduler>,
+    stop: oneshot::Sender<()>,
+    loop_task: JoinHandle<()>,
+    audit_task: JoinHandle<()>,
+}
+
+impl RotationService {
+    /// Opens the engine's database in `data_dir` and starts the scheduler loop.
+    pub async fn start(
+        manager: Arc<SecretsManager>,
+        data_dir: &Path,
+        settings: &RotationSettings,
+    ) -> Result<Self, CliError> {
+        let db_path = data_dir.join(ROTATION_DB_FILE);
+        let db = RotationDb::open(&db_path).await.map_err(|error| {
+            CliError::Other(format!(
+                "cannot open the rotation database {}: {error}",
+                db_path.display()
+            ))
+        })?;
+
+        let target = Arc::new(ManagerTarget::new(Arc::clone(&manager)));
+        let (sink, audit_task) = ManagerEventSink::spawn(Arc::clone(&manager));
+        let config = engine_config(settings);
+        let engine = Engine::new(
+            db,
+            target.clone(),
+            Arc::new(SystemClock),
+            Arc::new(sink),
+            config,
+        )
+        .with_rotators(Rotators::new(target));
+        let scheduler = Arc::new(Scheduler::new(Arc::new(engine)));
+
+        let (stop, stopped) = oneshot::channel::<()>();
+        let interval = Duration::from_secs(settings.tick_interval_secs.max(1));
+        let looping = Arc::clone(&scheduler);
+        let loop_task = tokio::spawn(async move {
+            looping
+                .run_until(interval, async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        tracing::info!(database = %db_path.display(), "rotation engine started");
+
+        Ok(Self {
+            scheduler,
+            stop,
+            loop_task,
+            audit_task,
+        })
+    }
+
+    /// Returns the scheduler, for the server's rotation routes.
+    pub fn scheduler(&self) -> Arc<Scheduler> {
+        Arc::clone(&self.scheduler)
+    }
+
+    /// Stops the loop after its current tick, then waits until every rotation event queued so
+    /// far is in the audit log.
+    pub async fn stop(self) {
+        let Self {
+            scheduler,
+            stop,
+            loop_task,
+            audit_task,
+        } = self;
+        let _ = stop.send(());
+        if let Err(error) = loop_task.await {
+            tracing::error!(%error, "rotation scheduler task failed");
+        }
+        scheduler.engine().notifier().wait_idle().await;
+
+        // The audit task ends when the last sink clone (held by the engine) is dropped. A
+        // handle still held elsewhere would keep it alive, hence the bound on the wait.
+        drop(scheduler);
+        match tokio::time::timeout(AUDIT_DRAIN_TIMEOUT, audit_task).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "rotation audit task failed"),
+            Err(_) => tracing::warn!(
+                "rotation events still queued at shutdown were not audited within 5s"
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_timeout_stays_below_lease() {
+        let settings = RotationSettings {
+            step_timeout_secs: 60,
+            lease_secs: 30,
+            ..RotationSettings::default()
+        };
+        let config = engine_config(&settings);
+        assert_eq!(config.lease_duration, time::Duration::seconds(30));
+        assert_eq!(config.step_timeout, Duration::from_secs(15));
+    }
+
+    #[test]
+    fn default_settings_keep_their_values() {
+        let config = engine_config(&RotationSettings::default());
+        assert_eq!(config.lease_duration, time::Duration::minutes(5));
+        assert_eq!(config.step_timeout, Duration::from_secs(120));
+        assert_eq!(config.jitter_window, time::Duration::hours(1));
+    }
+}
