@@ -3,6 +3,7 @@
 //! The file names where the root key comes from (an environment variable, a key file, a Vault
 //! transit key), never the key or passphrase itself. Relative paths are resolved against the file's directory.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -55,6 +56,11 @@ pub struct RotationSettings {
     /// Seconds a process holds a secret's rotation lease without renewing it. After a crash,
     /// another process (or the restarted one) resumes the rotation once it expires.
     pub lease_secs: u64,
+    /// Rotation policies declared in the file, by secret path (`[rotation.policies."a/b"]`).
+    /// The server applies each one at start when it differs from the stored policy, so a
+    /// restart does not move a secret's due time.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub policies: BTreeMap<String, keyward_rotation::RotationPolicy>,
 }
 
 impl Default for RotationSettings {
@@ -65,6 +71,7 @@ impl Default for RotationSettings {
             jitter_window_secs: 3600,
             step_timeout_secs: 120,
             lease_secs: 300,
+            policies: BTreeMap::new(),
         }
     }
 }
@@ -184,6 +191,16 @@ impl Config {
                 })?;
             }
         }
+        for (secret, policy) in &config.rotation.policies {
+            let invalid = |detail: String| {
+                CliError::Usage(format!(
+                    "invalid [rotation.policies.\"{secret}\"] in {}: {detail}",
+                    path.display()
+                ))
+            };
+            keyward_store::SecretPath::parse(secret).map_err(|e| invalid(e.to_string()))?;
+            policy.validate().map_err(|e| invalid(e.to_string()))?;
+        }
         if let Some(tls) = &mut config.tls {
             tls.cert_file = base.join(&tls.cert_file);
             tls.key_file = base.join(&tls.key_file);
@@ -248,6 +265,46 @@ mod tests {
         let tls = config.tls.expect("tls table");
         assert_eq!(tls.client_ca, Some(dir.path().join("clients.pem")));
         assert!(tls.require_client_cert);
+    }
+
+    const ROTATION_POLICY: &str = "[rotation.policies.\"app/openai\"]\nschedule = \"monthly\"\n\
+         grace = \"7d\"\n[rotation.policies.\"app/openai\".generator]\ntype = \"random\"\n\
+         length = 48\nprefix = \"sk-\"\n";
+
+    #[test]
+    fn rotation_policies_load_from_config() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("keyward.toml");
+        let text = format!(
+            "data_dir = \"data\"\nlisten = \"127.0.0.1:1\"\n[root_key]\nsource = \"key_env\"\nname = \"K\"\n{ROTATION_POLICY}"
+        );
+        std::fs::write(&path, text).expect("write config");
+        let config = Config::load(&path).expect("loads");
+        let policy = &config.rotation.policies["app/openai"];
+        assert_eq!(policy.grace, time::Duration::days(7));
+        assert_eq!(
+            toml::from_str::<Config>(&config.to_toml().expect("serialises"))
+                .expect("parses")
+                .rotation
+                .policies,
+            config.rotation.policies
+        );
+    }
+
+    #[test]
+    fn invalid_rotation_policy_names_its_path() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("keyward.toml");
+        let bad_length = ROTATION_POLICY.replace("length = 48", "length = 4");
+        let bad_path = ROTATION_POLICY.replace("app/openai", "app/../openai");
+        for (case, policy) in [("length", bad_length), ("path", bad_path)] {
+            let text = format!(
+                "data_dir = \"data\"\nlisten = \"127.0.0.1:1\"\n[root_key]\nsource = \"key_env\"\nname = \"K\"\n{policy}"
+            );
+            std::fs::write(&path, text).expect("write config");
+            let error = Config::load(&path).expect_err(case);
+            assert!(error.to_string().contains("[rotation.policies."), "{case}: {error}");
+        }
     }
 
     #[test]

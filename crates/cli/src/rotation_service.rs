@@ -48,6 +48,28 @@ fn engine_config(settings: &RotationSettings) -> EngineConfig {
     }
 }
 
+/// Stores the policies declared in `[rotation.policies]`. A policy equal to the stored one is
+/// left alone, because setting it again would move an overdue rotation to the next period.
+async fn apply_configured_policies(
+    engine: &Engine,
+    settings: &RotationSettings,
+) -> Result<(), CliError> {
+    for (path, policy) in &settings.policies {
+        let failed = |error: keyward_rotation::EngineError| {
+            CliError::Other(format!(
+                "cannot apply the rotation policy of {path} from the configuration: {error}"
+            ))
+        };
+        let stored = engine.status(path).await.map_err(failed)?;
+        if stored.is_some_and(|status| status.policy == *policy) {
+            continue;
+        }
+        let due = engine.set_policy(path, policy).await.map_err(failed)?;
+        tracing::info!(path = %path, next_due = %due, "rotation policy applied from the configuration");
+    }
+    Ok(())
+}
+
 /// A running rotation engine.
 pub struct RotationService {
     scheduler: Arc<Scheduler>,
@@ -82,6 +104,7 @@ impl RotationService {
             config,
         )
         .with_rotators(Rotators::new(target));
+        apply_configured_policies(&engine, settings).await?;
         let scheduler = Arc::new(Scheduler::new(Arc::new(engine)));
 
         let (stop, stopped) = oneshot::channel::<()>();

@@ -163,6 +163,38 @@ fn rotate_keeps_old_version_during_grace() {
     }
 }
 
+/// A policy declared in keyward.toml is applied at start, and a restart with the same
+/// policy leaves its due time where it was.
+#[test]
+fn configured_policy_keeps_due_time_across_restart() {
+    let dir = temp_dir();
+    let init = InitDir::create(dir.path(), "data", &random_hex(16));
+    let mut config = std::fs::read_to_string(&init.config).expect("read keyward.toml");
+    config.push_str(ROTATION_SETTINGS);
+    config.push_str(
+        "[rotation.policies.\"app/configured\"]\nschedule = \"daily\"\ngrace = \"1h\"\n\
+         [rotation.policies.\"app/configured\".generator]\ntype = \"random\"\nlength = 32\n",
+    );
+    std::fs::write(&init.config, config).expect("write keyward.toml");
+
+    let server = Server::start(&init, dir.path());
+    let shown = server.cli(
+        &server.root_token,
+        &["rotation", "show", "app/configured", "--format", "json"],
+    );
+    assert_ok(&shown, "rotation show");
+    assert_eq!(shown.json()["schedule"], "daily");
+    let due = rotation_status(&server, "app/configured")["next_due"].clone();
+    assert!(due.is_string(), "a due time: {due}");
+    drop(server);
+
+    // Later than the first start, so a re-applied policy would count a new period from now.
+    std::thread::sleep(Duration::from_millis(1100));
+    let server = Server::start(&init, dir.path());
+    let again = rotation_status(&server, "app/configured")["next_due"].clone();
+    assert_eq!(again, due, "the restart kept the due time");
+}
+
 #[test]
 fn rotate_needs_rotate_capability() {
     let dir = temp_dir();

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::harness::{Server, keyward, random_hex, run, signal, temp_dir};
+use crate::harness::{Server, client_scratch_dir, keyward, random_hex, run, signal, temp_dir};
 
 fn canary() -> String {
     format!("kw-canary-run-{}", random_hex(8))
@@ -230,7 +230,8 @@ fn export_and_import_round_trip() {
         &["export", "--format", "dotenv", "app/source"],
     );
     assert!(exported.success(), "{exported}");
-    let dir = temp_dir();
+    // Client-side files hold secret values by design: keep them out of the leak scan.
+    let dir = client_scratch_dir();
     let file = dir.path().join("source.env");
     std::fs::write(&file, &exported.stdout).expect("write the dotenv file");
 
@@ -251,7 +252,7 @@ fn export_and_import_round_trip() {
 #[test]
 fn import_reads_handwritten_dotenv() {
     let server = Server::dev();
-    let dir = temp_dir();
+    let dir = client_scratch_dir();
     let file = dir.path().join("app.env");
     std::fs::write(
         &file,
