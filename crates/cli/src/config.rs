@@ -303,7 +303,10 @@ mod tests {
             );
             std::fs::write(&path, text).expect("write config");
             let error = Config::load(&path).expect_err(case);
-            assert!(error.to_string().contains("[rotation.policies."), "{case}: {error}");
+            assert!(
+                error.to_string().contains("[rotation.policies."),
+                "{case}: {error}"
+            );
         }
     }
 

@@ -514,7 +514,11 @@ fn outage_serves_stale_then_recovers() {
         versions_before.insert(path.clone(), version);
     }
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(health(&http).get("degraded"), None, "a healthy node omits the field");
+    assert_eq!(
+        health(&http).get("degraded"),
+        None,
+        "a healthy node omits the field"
+    );
 
     // Outage: OpenBao dies and its port counts every connection Keyward makes to it.
     bao.kill();
@@ -612,7 +616,11 @@ fn outage_serves_stale_then_recovers() {
         degraded["degraded"], true,
         "health during the outage: {degraded}"
     );
-    assert_eq!(health(&http).get("degraded"), None, "a healthy node omits the field");
+    assert_eq!(
+        health(&http).get("degraded"),
+        None,
+        "a healthy node omits the field"
+    );
     assert!(
         seen_from_bao,
         "a value written with the bao CLI after the outage was not seen"
