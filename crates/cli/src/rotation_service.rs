@@ -48,6 +48,27 @@ fn engine_config(settings: &RotationSettings) -> EngineConfig {
     }
 }
 
+/// Creates the database file owner-only (0600) before SQLite opens it, or narrows an existing
+/// one: it holds policies, webhook URLs and provider key ids. SQLite gives its `-wal` and `-shm`
+/// files the database file's mode.
+fn restrict_to_owner(path: &Path) -> Result<(), CliError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+
+    let failed = |error: std::io::Error| {
+        CliError::Other(format!(
+            "cannot create the rotation database {} with mode 0600: {error}",
+            path.display()
+        ))
+    };
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(failed)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(failed)
+}
+
 /// Stores the policies declared in `[rotation.policies]`. A policy equal to the stored one is
 /// left alone, because setting it again would move an overdue rotation to the next period.
 async fn apply_configured_policies(
@@ -86,6 +107,7 @@ impl RotationService {
         settings: &RotationSettings,
     ) -> Result<Self, CliError> {
         let db_path = data_dir.join(ROTATION_DB_FILE);
+        restrict_to_owner(&db_path)?;
         let db = RotationDb::open(&db_path).await.map_err(|error| {
             CliError::Other(format!(
                 "cannot open the rotation database {}: {error}",
@@ -163,6 +185,22 @@ impl RotationService {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rotation_database_is_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(ROTATION_DB_FILE);
+        std::fs::write(&path, b"").expect("create");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        restrict_to_owner(&path).expect("restrict");
+        let mode = std::fs::metadata(&path)
+            .expect("metadata")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
 
     #[test]
     fn step_timeout_stays_below_lease() {

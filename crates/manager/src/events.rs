@@ -170,8 +170,9 @@ pub enum SecurityEvent {
         accessor: String,
         /// The secret's path.
         path: String,
-        /// The reporter's reason, as sent (bounded in length).
-        reason: String,
+        /// HMAC-SHA256 of the reporter's reason under the audit key: the reason may quote the
+        /// leaked value.
+        reason_hmac: String,
     },
 }
 

@@ -100,9 +100,14 @@ impl SecretsManager {
     /// entry or a security event: for deciding what a caller may be told about, such as a change
     /// notification, not for serving the secret itself.
     pub fn may_read(&self, caller: &Caller, path: &SecretPath) -> bool {
-        caller
-            .policies
-            .allows_any(&data_path(path), &[Capability::Read])
+        self.may(caller, path, Capability::Read)
+    }
+
+    /// Returns whether the caller's policies grant `capability` on a secret's data, without an
+    /// audit entry or a security event: for checks that add to an operation's own audited
+    /// permission check.
+    pub fn may(&self, caller: &Caller, path: &SecretPath, capability: Capability) -> bool {
+        caller.policies.allows_any(&data_path(path), &[capability])
     }
 }
 

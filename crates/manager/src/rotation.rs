@@ -119,10 +119,11 @@ impl SecretsManager {
         path: &SecretPath,
         reason: &str,
     ) -> Result<(), ManagerError> {
-        // The reason comes from an outside scanner: bound its size in the log.
-        let reason: String = reason.chars().take(512).collect();
+        // Leak scanners often quote the leaked value in their reason, so the log keeps only its
+        // HMAC under the audit key: equal reasons can be matched, none can be read back.
+        let reason_hmac = self.audit.hmac(reason);
         let mut extra = Map::new();
-        extra.insert("reason".into(), json!(reason));
+        extra.insert("reason_hmac".into(), json!(reason_hmac));
         self.rotation_request(caller, ctx, "rotation.compromised", path, extra, async {
             Ok(())
         })
@@ -130,7 +131,7 @@ impl SecretsManager {
         self.events.publish(SecurityEvent::KeyCompromised {
             accessor: caller.accessor().to_owned(),
             path: path.to_string(),
-            reason,
+            reason_hmac,
         });
         Ok(())
     }

@@ -253,7 +253,11 @@ impl Engine {
         after: OffsetDateTime,
     ) -> Result<OffsetDateTime, EngineError> {
         let nominal = policy.schedule.next_after(anchor, after)?;
-        Ok(nominal + jitter_offset(path, self.config.jitter_window))
+        nominal
+            .checked_add(jitter_offset(path, self.config.jitter_window))
+            .ok_or_else(|| {
+                EngineError::from(ScheduleError::NoOccurrence(policy.schedule.to_string()))
+            })
     }
 
     /// Returns the delay before retry number `failures` (1 for the first retry).

@@ -230,6 +230,16 @@ impl RotationPolicy {
         if self.grace.is_negative() || self.grace > MAX_GRACE {
             return Err(invalid("grace", "must be between 0s and 366d"));
         }
+        // Due times are computed by adding periods and jitter to the anchor; far from today they
+        // would leave the supported date range.
+        if let Some(anchor) = self.anchor
+            && !(1970..=9000).contains(&anchor.year())
+        {
+            return Err(invalid(
+                "anchor",
+                "must be a time between the years 1970 and 9000",
+            ));
+        }
         self.generator.validate()?;
         if let Some(rotator) = &self.rotator {
             rotator.validate()?;
@@ -575,5 +585,16 @@ mod tests {
         )
         .expect_err("grace too long");
         assert!(error.to_string().contains("grace"), "{error}");
+    }
+
+    #[test]
+    fn far_anchor_is_rejected() {
+        for anchor in ["9999-12-31T23:59:59Z", "1900-01-01T00:00:00Z"] {
+            let json = format!(
+                r#"{{"schedule":"daily","grace":"1h","anchor":"{anchor}","generator":{{"type":"random"}}}}"#
+            );
+            let error = RotationPolicy::from_json(&json).expect_err(anchor);
+            assert!(error.to_string().contains("anchor"), "{anchor}: {error}");
+        }
     }
 }

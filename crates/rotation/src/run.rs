@@ -110,6 +110,12 @@ impl Engine {
         ctx: &RunContext<'_>,
         emergency: bool,
     ) -> Result<RunResult, EngineError> {
+        // An emergency ends every grace period of the path at once, before the run itself, so
+        // that the revocations happen even if the new version cannot be made.
+        if emergency {
+            self.db.expire_grace(ctx.path, self.clock.now()).await?;
+        }
+
         let current = self.target.current_version(ctx.path).await?;
         let run = self
             .db

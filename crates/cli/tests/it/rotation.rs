@@ -98,6 +98,16 @@ fn rotate_keeps_old_version_during_grace() {
     let token = server.root_token.clone();
     let http = server.http();
     http.write_secret("app/api-key", &token, &json!({ "value": "sk-initial" }));
+    let premature = server.cli(&token, &["rotate", "app/api-key"]);
+    assert!(
+        !premature.success(),
+        "rotate without a policy:\n{premature}"
+    );
+    assert!(
+        premature.stderr.contains("no rotation policy")
+            && premature.stderr.contains("keyward rotation set"),
+        "{premature}"
+    );
 
     let output = server.cli(
         &token,
@@ -230,22 +240,45 @@ fn rotate_needs_rotate_capability() {
         .expect("client token")
         .to_owned();
 
-    // `rotate` alone may set a plain policy, but not one whose webhook reads another secret.
-    let rotator_policy =
-        json!({ "policy": "path \"secret/data/app/*\" { capabilities = [\"rotate\"] }" });
-    let written = http.put("sys/policies/acl/rotator", &token, &rotator_policy);
-    assert_eq!(written.status, 204, "{written:?}");
-    let created = http.request(
-        "POST",
-        "auth/token/create",
-        Some(&token),
-        Some(&json!({ "policies": ["rotator"] })),
-    );
-    let rotator = created.json()["auth"]["client_token"]
-        .as_str()
-        .expect("client token")
-        .to_owned();
+    // A policy decides the secret's future values, so `rotate` alone may run rotations but not
+    // set a policy; `rotate` with `update` may set a plain one, but not one whose webhook reads
+    // another secret.
+    let make_token = |name: &str, capabilities: &str| {
+        let acl = json!({
+            "policy": format!("path \"secret/data/app/*\" {{ capabilities = [{capabilities}] }}")
+        });
+        let written = http.put(&format!("sys/policies/acl/{name}"), &token, &acl);
+        assert_eq!(written.status, 204, "{written:?}");
+        let created = http.request(
+            "POST",
+            "auth/token/create",
+            Some(&token),
+            Some(&json!({ "policies": [name] })),
+        );
+        created.json()["auth"]["client_token"]
+            .as_str()
+            .expect("client token")
+            .to_owned()
+    };
+    let rotate_only = make_token("rotate-only", "\"rotate\"");
+    let rotator = make_token("rotator", "\"rotate\", \"update\"");
+    let openai = json!({
+        "schedule": "daily",
+        "grace": "0s",
+        "generator": { "type": "random" },
+        "rotator": {
+            "type": "openai",
+            "base_url": "http://127.0.0.1:9",
+            "project_id": "proj_x",
+            "service_account_id": "svc_x",
+            "admin_key_secret": "app/api-key"
+        }
+    });
+    let refused = http.put("sys/rotation/policy/app/api-key", &rotate_only, &openai);
+    assert_eq!(refused.status, 403, "{refused:?}");
     let plain = json!({ "schedule": "weekly", "grace": "1h", "generator": { "type": "random" } });
+    let refused = http.put("sys/rotation/policy/app/api-key", &rotate_only, &plain);
+    assert_eq!(refused.status, 403, "{refused:?}");
     let accepted = http.put("sys/rotation/policy/app/api-key", &rotator, &plain);
     assert_eq!(accepted.status, 200, "{accepted:?}");
     let webhook = json!({

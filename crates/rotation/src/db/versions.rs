@@ -89,6 +89,21 @@ impl RotationDb {
             .collect()
     }
 
+    /// Brings every revocation of `path` still waiting for its grace deadline forward to
+    /// `now`, for an emergency: a leaked credential makes every older one suspect. Returns how
+    /// many versions it moved.
+    pub async fn expire_grace(&self, path: &str, now: OffsetDateTime) -> Result<u64, DbError> {
+        let done = sqlx::query(
+            "UPDATE rotation_versions SET revoke_at = ?2
+             WHERE path = ?1 AND revoke_at > ?2 AND revoked_at IS NULL",
+        )
+        .bind(path)
+        .bind(ts(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Records that a version was revoked.
     pub async fn mark_revoked(
         &self,

@@ -1,7 +1,8 @@
 //! A generator that runs an external program and takes its standard output as the value.
 //!
-//! The program runs without a shell, with standard input closed, and is killed at its
-//! timeout. Its standard error is read but never logged or returned, because a failing program
+//! The program runs without a shell, with standard input closed and an environment of its
+//! own (a fixed `PATH` and `KEYWARD_SECRET_PATH`, nothing of the server's, which may hold the
+//! root-key passphrase), and is killed at its timeout. Its standard error is read but never logged or returned, because a failing program
 //! may print the value there; errors report only the exit status and byte counts.
 
 use std::process::Stdio;
@@ -13,6 +14,9 @@ use zeroize::Zeroizing;
 
 use super::{GenerateError, Generator};
 use crate::secret::SecretValue;
+
+/// The `PATH` the program gets in place of the server's environment.
+const CHILD_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 /// Maximum output accepted from the program, in bytes.
 const MAX_OUTPUT: u64 = 64 * 1024;
@@ -43,6 +47,8 @@ impl CommandGenerator {
         let program = self.program();
         let mut child = tokio::process::Command::new(&program)
             .args(&self.argv[1..])
+            .env_clear()
+            .env("PATH", CHILD_PATH)
             .env("KEYWARD_SECRET_PATH", path)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -136,6 +142,18 @@ mod tests {
         );
         let value = generator.generate("team/app/key").await.expect("generate");
         assert_eq!(value.expose_secret(), "tok-team/app/key");
+    }
+
+    #[tokio::test]
+    async fn command_gets_none_of_the_server_environment() {
+        // Cargo sets this variable for the test process; the program must not see it.
+        assert!(std::env::var_os("CARGO_PKG_NAME").is_some());
+        let generator = shell(
+            "printf '%s|%s' \"${CARGO_PKG_NAME:-unset}\" \"$PATH\"",
+            Duration::from_secs(5),
+        );
+        let value = generator.generate("a/b").await.expect("generate");
+        assert_eq!(value.expose_secret(), format!("unset|{CHILD_PATH}"));
     }
 
     #[tokio::test]

@@ -123,6 +123,40 @@ async fn emergency_rotation_revokes_at_once() {
 }
 
 #[tokio::test]
+async fn emergency_revokes_every_version_in_grace() {
+    let (harness, fake) = setup().await;
+
+    for _ in 0..2 {
+        let outcome = harness
+            .scheduler
+            .rotate_now(PATH, false)
+            .await
+            .expect("scheduled rotation");
+        assert_eq!(outcome.runs, [keyward_rotation::RunResult::Finished]);
+    }
+    let in_grace = harness.current_value(PATH).expect("current");
+    assert_eq!(fake.models_status(FIRST_KEY).await, 200, "still in grace");
+
+    let outcome = harness
+        .scheduler
+        .rotate_now(PATH, true)
+        .await
+        .expect("emergency rotation");
+    assert_eq!(outcome.revoked, [1, 2, 3]);
+    assert_eq!(fake.models_status(FIRST_KEY).await, 401);
+    assert_eq!(fake.models_status(&in_grace).await, 401);
+    assert_eq!(
+        harness.memory.stages(PATH),
+        [
+            VersionStage::Revoked,
+            VersionStage::Revoked,
+            VersionStage::Revoked,
+            VersionStage::Current
+        ]
+    );
+}
+
+#[tokio::test]
 async fn rolled_back_rotation_deletes_new_key() {
     let fake = FakeOpenAi::start().await;
     let memory = keyward_rotation::MemoryTarget::new();

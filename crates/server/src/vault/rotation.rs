@@ -11,6 +11,7 @@
 
 use axum::http::StatusCode;
 use axum::response::Response;
+use keyward_manager::policy::Capability;
 use keyward_manager::{Caller, ManagerError};
 use keyward_rotation::{
     EngineError, GeneratorSpec, PathOutcome, RotationPolicy, RotatorSpec, RunResult, Scheduler,
@@ -55,7 +56,12 @@ fn scheduler(state: &AppState) -> Result<&Scheduler, ApiError> {
 /// Engine messages name paths, versions and providers but no value, so clients see them.
 fn engine_error(error: EngineError) -> ManagerError {
     match error {
-        EngineError::NoPolicy(_) => ManagerError::NotFound,
+        // The caller holds `rotate` on the path by now, so naming the missing policy reveals
+        // nothing it could not learn from the status route.
+        EngineError::NoPolicy(path) => ManagerError::Invalid(format!(
+            "secret {path} has no rotation policy: set one with `keyward rotation set {path}` \
+             or PUT sys/rotation/policy/{path}"
+        )),
         EngineError::Policy(error) => ManagerError::Invalid(error.to_string()),
         EngineError::Schedule(error) => ManagerError::Invalid(error.to_string()),
         EngineError::LeaseBusy(path) => ManagerError::Invalid(format!(
@@ -143,15 +149,23 @@ pub(super) async fn policy(
     }
 }
 
-/// Requires `read` on every secret the policy's rotator and notifications use, and `sudo` for
-/// a command generator. Without these checks a policy's author could send a secret they cannot
-/// read to a URL they choose, or run a program on the server.
+/// Requires `update` on the secret, `read` on every secret the policy's rotator and
+/// notifications use, and `sudo` for a command generator.
+///
+/// A policy decides the secret's future values (its generator's strength, or a provider such
+/// as an OpenAI base URL that hands back a value of its choosing), so setting one is a write
+/// of the secret: `rotate` alone only runs the policy someone with `update` set. Without the
+/// other checks a policy's author could send a secret they cannot read to a URL they choose,
+/// or run a program on the server.
 fn check_policy_references(
     state: &AppState,
     caller: &Caller,
     path: &SecretPath,
     policy: &RotationPolicy,
 ) -> Result<(), ApiError> {
+    if !state.manager.may(caller, path, Capability::Update) {
+        return Err(ManagerError::PermissionDenied.into());
+    }
     if matches!(policy.generator, GeneratorSpec::Command { .. }) {
         state.manager.require_rotation_command(caller, path)?;
     }
