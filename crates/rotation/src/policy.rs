@@ -409,8 +409,24 @@ fn check_alphabet(alphabet: &str) -> Result<(), PolicyError> {
 fn check_url(field: &'static str, url: &str) -> Result<(), PolicyError> {
     let parsed = reqwest::Url::parse(url)
         .map_err(|error| invalid(field, format!("is not a valid URL ({error})")))?;
-    if !matches!(parsed.scheme(), "https" | "http") {
-        return Err(invalid(field, "must be an http or https URL"));
+    // Credentials and signed values travel to these URLs, so plain http is for a service on
+    // the same host only.
+    let host = parsed.host_str().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match parsed.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        "http" => {
+            return Err(invalid(
+                field,
+                "must be an https URL (plain http is accepted for loopback addresses only)",
+            ));
+        }
+        _ => return Err(invalid(field, "must be an https URL")),
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err(invalid(
@@ -595,6 +611,21 @@ mod tests {
             );
             let error = RotationPolicy::from_json(&json).expect_err(anchor);
             assert!(error.to_string().contains("anchor"), "{anchor}: {error}");
+        }
+    }
+
+    #[test]
+    fn plain_http_is_loopback_only() {
+        assert!(check_url("notify.url", "http://127.0.0.1:9/hook").is_ok());
+        assert!(check_url("notify.url", "http://[::1]:9/hook").is_ok());
+        assert!(check_url("notify.url", "https://hooks.example.com/x").is_ok());
+        for url in [
+            "http://hooks.example.com/x",
+            "http://10.0.0.5/x",
+            "ftp://127.0.0.1/x",
+        ] {
+            let error = check_url("notify.url", url).expect_err(url);
+            assert!(error.to_string().contains("https"), "{url}: {error}");
         }
     }
 }

@@ -15,8 +15,9 @@
 //! It does not replay changes made before the connection, and the stream does not end on its own
 //! when the server shuts down: open streams last until the shutdown grace period ends.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -46,6 +47,49 @@ const MAX_STREAMS: usize = 1024;
 
 static OPEN_STREAMS: Semaphore = Semaphore::const_new(MAX_STREAMS);
 
+/// Streams one token may hold open at once, so that one caller cannot take every slot and
+/// leave other applications without change notifications.
+const MAX_STREAMS_PER_TOKEN: usize = 16;
+
+/// Open streams by token accessor.
+static STREAMS_BY_TOKEN: Mutex<BTreeMap<String, usize>> = Mutex::new(BTreeMap::new());
+
+/// One token's share of the open streams, given back when the stream ends.
+struct TokenSlot {
+    accessor: String,
+}
+
+impl TokenSlot {
+    /// Takes a slot for `accessor`, or `None` when it holds [`MAX_STREAMS_PER_TOKEN`] already.
+    fn take(accessor: &str) -> Option<Self> {
+        let mut open = STREAMS_BY_TOKEN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = open.entry(accessor.to_owned()).or_insert(0);
+        if *count >= MAX_STREAMS_PER_TOKEN {
+            return None;
+        }
+        *count += 1;
+        Some(Self {
+            accessor: accessor.to_owned(),
+        })
+    }
+}
+
+impl Drop for TokenSlot {
+    fn drop(&mut self) {
+        let mut open = STREAMS_BY_TOKEN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.accessor) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.accessor);
+            }
+        }
+    }
+}
+
 /// Whether a caller may see a change.
 enum Visibility {
     Visible,
@@ -64,6 +108,7 @@ struct Watch {
     reauthenticate: Interval,
     ready_sent: bool,
     _slot: SemaphorePermit<'static>,
+    _token_slot: TokenSlot,
 }
 
 /// Opens a change notification stream.
@@ -77,6 +122,14 @@ pub(super) async fn open(
         .map_err(|error| Rejection::bad_path(&error))?
         .as_prefix()
         .to_owned();
+    let Some(token_slot) = TokenSlot::take(caller.accessor()) else {
+        tracing::warn!(
+            accessor = caller.accessor(),
+            limit = MAX_STREAMS_PER_TOKEN,
+            "change notification stream rejected: too many open streams for this token"
+        );
+        return Err(Rejection::rate_limited("too_many_streams_for_token", 5).into());
+    };
     let Ok(slot) = OPEN_STREAMS.try_acquire() else {
         tracing::warn!(
             limit = MAX_STREAMS,
@@ -100,6 +153,7 @@ pub(super) async fn open(
         ),
         ready_sent: false,
         _slot: slot,
+        _token_slot: token_slot,
     };
     tracing::info!(accessor = caller.accessor(), prefix = %watch.prefix, "change notification stream opened");
 
@@ -179,6 +233,18 @@ fn path_in_prefix(prefix: &str, path: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_token_holds_a_bounded_share_of_streams() {
+        let slots: Vec<TokenSlot> = (0..MAX_STREAMS_PER_TOKEN)
+            .map(|_| TokenSlot::take("accessor-under-test").expect("within the share"))
+            .collect();
+        assert!(TokenSlot::take("accessor-under-test").is_none());
+        assert!(TokenSlot::take("another-accessor").is_some());
+
+        drop(slots);
+        assert!(TokenSlot::take("accessor-under-test").is_some());
+    }
 
     #[test]
     fn prefix_matches_whole_segments() {
