@@ -111,10 +111,17 @@ fn transit_source(path: &Path) -> Result<RootKeySource, CliError> {
         return Err(invalid("[root_key] must have source = \"transit\"".into()));
     };
 
-    let base = std::path::absolute(path.parent().unwrap_or(Path::new(".")))
-        .map_err(|e| invalid(e.to_string()))?;
+    let base = std::path::absolute(containing_dir(path)).map_err(|e| invalid(e.to_string()))?;
     transit.resolve_paths(&base);
     Ok(RootKeySource::Transit(transit))
+}
+
+/// Returns the directory a file's relative paths resolve against. A bare file name has an
+/// empty parent, which `std::path::absolute` refuses: it means the current directory.
+fn containing_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 /// Builds the request body from the new key's source. A missing key file is created with a
@@ -228,6 +235,16 @@ fn same_key_file(config: &Path, current: Option<&toml::Value>, source: &RootKeyS
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bare_file_name_resolves_in_current_dir() {
+        assert_eq!(containing_dir(Path::new("transit.toml")), Path::new("."));
+        assert_eq!(
+            containing_dir(Path::new("conf/transit.toml")),
+            Path::new("conf")
+        );
+        assert!(std::path::absolute(containing_dir(Path::new("transit.toml"))).is_ok());
+    }
 
     const CONFIG: &str = "data_dir = \".\"\nlisten = \"127.0.0.1:8200\"\n\n[root_key]\nsource = \"passphrase_env\"\nname = \"KEYWARD_PASSPHRASE\"\n\n[limits]\nmax_body_bytes = 4096\n";
 
