@@ -46,13 +46,38 @@ pub fn check_data_dir(config: &Config, key_file: &Path, user: User) -> Vec<Check
         check_private_file("keyward.db permissions", &dir.database(), init_fix),
     ];
 
-    let wal = config.data_dir.join("keyward.db-wal");
-    if wal.exists() {
-        checks.push(check_private_file(
+    // Files the server creates when a feature first needs them: each holds audit records,
+    // rotation state or cached secrets, so each must be the owner's only once it exists.
+    let audit_log = dir.audit_log();
+    let optional = [
+        (
             "keyward.db-wal permissions",
-            &wal,
-            init_fix,
-        ));
+            config.data_dir.join("keyward.db-wal"),
+        ),
+        ("audit log permissions", audit_log.clone()),
+        (
+            "rotation.db permissions",
+            config.data_dir.join("rotation.db"),
+        ),
+        (
+            "rotation.db-wal permissions",
+            config.data_dir.join("rotation.db-wal"),
+        ),
+        (
+            "read cache permissions",
+            config.data_dir.join("read-cache.bin"),
+        ),
+    ];
+    for (name, path) in optional {
+        if path.exists() {
+            checks.push(check_private_file(name, &path, init_fix));
+        }
+    }
+    if let Some(audit_dir) = audit_log.parent()
+        && audit_dir != config.data_dir
+        && audit_dir.exists()
+    {
+        checks.push(check_private_dir("audit dir permissions", audit_dir, user));
     }
 
     if let RootKeySource::KeyFile { path } = &config.root_key {
@@ -277,6 +302,10 @@ mod tests {
         private_file(dir.path(), "keyring.json", 0o600);
         private_file(dir.path(), "keyward.db", 0o600);
         private_file(dir.path(), "keyward.db-wal", 0o644);
+        private_file(dir.path(), "rotation.db", 0o644);
+        std::fs::create_dir(dir.path().join("audit")).expect("audit dir");
+        set_mode(&dir.path().join("audit"), 0o755);
+        private_file(&dir.path().join("audit"), "audit.log", 0o644);
         let key_file = private_file(dir.path(), "root.key", 0o600);
         let tls_key = private_file(dir.path(), "key.pem", 0o600);
         let config = Config {
@@ -299,6 +328,9 @@ mod tests {
                 "keyring.json permissions",
                 "keyward.db permissions",
                 "keyward.db-wal permissions",
+                "audit log permissions",
+                "rotation.db permissions",
+                "audit dir permissions",
                 "root key file permissions",
                 "TLS key permissions",
             ]
@@ -308,6 +340,14 @@ mod tests {
             .filter(|c| c.status == Status::Fail)
             .map(|c| c.name.as_str())
             .collect();
-        assert_eq!(failed, ["keyward.db-wal permissions"]);
+        assert_eq!(
+            failed,
+            [
+                "keyward.db-wal permissions",
+                "audit log permissions",
+                "rotation.db permissions",
+                "audit dir permissions",
+            ]
+        );
     }
 }
