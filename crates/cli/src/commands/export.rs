@@ -2,9 +2,14 @@
 //! dotenv file or a JSON object, which `keyward import` reads back.
 //!
 //! Fields of all the secrets go into one flat set, so a field name that two secrets share is
-//! an error. Dotenv values are always double-quoted with `\n`, `\r`, `\t`, `\"`, `\\` and `\$`
-//! escaped. Non-string values (numbers, booleans, objects) are written as their JSON text, so
-//! they come back from an import as strings.
+//! an error. Dotenv values are always double-quoted with `\n`, `\r`, `\t`, `\"`, `\\`, `\$` and
+//! `` \` `` escaped. Every character a POSIX shell treats specially inside double quotes (`$`,
+//! `` ` ``, `"`, `\`) is escaped, so `set -a; . ./file.env` assigns the values without running
+//! anything in them; a shell keeps `\n`, `\r` and `\t` as two characters, so only values
+//! without those control characters come out of a shell unchanged. Double quotes (rather than
+//! single quotes) are kept because they are the one form every dotenv reader, `keyward import`
+//! included, reads back with newlines intact. Non-string values (numbers, booleans, objects)
+//! are written as their JSON text, so they come back from an import as strings.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -146,6 +151,7 @@ pub fn to_dotenv<'a>(
                 '"' => out.push_str("\\\""),
                 '\\' => out.push_str("\\\\"),
                 '$' => out.push_str("\\$"),
+                '`' => out.push_str("\\`"),
                 other => out.push(other),
             }
         }
@@ -166,6 +172,7 @@ mod tests {
             ("QUOTES", "say \"hi\" it's"),
             ("multi_line", "a\nb\r\nc\td"),
             ("dollar", "$HOME ${X} \\ # not a comment"),
+            ("shell", "a\"b$HOME`id`$(id)\\x\\`"),
             ("empty", ""),
         ];
         let text = to_dotenv(values).expect("valid keys");
@@ -173,6 +180,12 @@ mod tests {
         for (key, value) in values {
             assert_eq!(parsed[key].as_str(), value, "{key}");
         }
+    }
+
+    #[test]
+    fn dotenv_output_escapes_every_shell_special_character() {
+        let text = to_dotenv([("v", "`id` $(id) \" \\")]).expect("valid key");
+        assert_eq!(text.as_str(), "v=\"\\`id\\` \\$(id) \\\" \\\\\"\n");
     }
 
     #[test]

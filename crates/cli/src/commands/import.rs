@@ -1,9 +1,10 @@
 //! `keyward import FILE.env PATH`: writes the variables of a dotenv file as a new version of
-//! one secret.
+//! one secret. The new version holds exactly the file's variables: fields of the current
+//! version that the file lacks are not carried over.
 //!
 //! Accepted syntax: `KEY=VALUE` lines with an optional `export ` prefix, blank lines and `#`
 //! comments. Unquoted values are trimmed and end at ` #`. Single-quoted values are literal.
-//! Double-quoted values take the escapes `\n`, `\r`, `\t`, `\"`, `\\` and `\$`.
+//! Double-quoted values take the escapes `\n`, `\r`, `\t`, `\"`, `\\`, `\$`, `` \` `` and `\'`.
 //! Quoted values may span lines. Variable references (`${OTHER}`) are not expanded.
 //! Errors name the line, never the value.
 
@@ -24,6 +25,9 @@ use crate::error::CliError;
 
 /// Options of `keyward import`.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "The import replaces the whole secret: its new version holds exactly the file's variables, and fields of the current version that the file lacks are not carried over."
+)]
 pub struct ImportArgs {
     #[command(flatten)]
     pub client: ClientArgs,
@@ -55,11 +59,20 @@ pub async fn run(args: ImportArgs) -> Result<(), CliError> {
         .request(Method::PUT, &format!("secret/data/{path}"), Some(&body))
         .await?;
     eprintln!(
-        "imported {} variables into {path} (version {})",
-        variables.len(),
+        "imported {} into {path} (version {})",
+        count_variables(variables.len()),
         response["data"]["version"]
     );
     Ok(())
+}
+
+/// Formats a variable count with the right plural, e.g. "1 variable", "3 variables".
+fn count_variables(count: usize) -> String {
+    if count == 1 {
+        "1 variable".to_owned()
+    } else {
+        format!("{count} variables")
+    }
 }
 
 fn read_input(file: &PathBuf) -> Result<Zeroizing<String>, CliError> {
@@ -175,7 +188,7 @@ fn unescape(inner: &str) -> Result<String, String> {
             Some('n') => out.push('\n'),
             Some('r') => out.push('\r'),
             Some('t') => out.push('\t'),
-            Some(other @ ('"' | '\\' | '$' | '\'')) => out.push(other),
+            Some(other @ ('"' | '\\' | '$' | '`' | '\'')) => out.push(other),
             Some(other) => return Err(format!("unknown escape \\{other}")),
             None => return Err("backslash at the end of the value".into()),
         }
@@ -233,6 +246,19 @@ mod tests {
             assert!(error.contains(&format!("line {line}")), "{error}");
             assert!(!error.contains("kw-canary"), "{error}");
         }
+    }
+
+    #[test]
+    fn escaped_backtick_in_double_quotes_is_a_backtick() {
+        let vars = parsed("A=\"\\`id\\`\"\n");
+        assert_eq!(vars["A"], "`id`");
+    }
+
+    #[test]
+    fn variable_count_uses_singular_for_one() {
+        assert_eq!(count_variables(1), "1 variable");
+        assert_eq!(count_variables(0), "0 variables");
+        assert_eq!(count_variables(2), "2 variables");
     }
 
     #[test]

@@ -5,12 +5,22 @@
 //! characters other than `A-Z`, `0-9` and `_` replaced by `_`. Every secret is read before the
 //! command starts, so a missing secret or a permission problem fails without running it. The
 //! command's exit code becomes `keyward run`'s (128 + N when signal N killed it), and SIGTERM,
-//! SIGINT and SIGHUP are passed on to it. `KEYWARD_TOKEN` and `KEYWARD_TOKEN_FILE` are removed
-//! from its environment: it gets the secrets, not the token.
+//! SIGINT and SIGHUP are passed on to it. The tokens `KEYWARD_TOKEN`, `KEYWARD_TOKEN_FILE`,
+//! `BAO_TOKEN` and `VAULT_TOKEN` are removed from its environment: it gets the secrets, not
+//! the token. Addresses and CA files (`KEYWARD_ADDR`, `VAULT_ADDR`, `*_CACERT`, ...) stay: they
+//! grant nothing, and a command that authenticates with its own credentials needs them.
+//!
+//! A field whose variable name is on [`PROTECTED_VARIABLES`] (or starts with one of
+//! [`PROTECTED_PREFIXES`]), such as `PATH`, `LD_PRELOAD` or `BASH_ENV`, is refused before the
+//! command starts: it would change what the command loads or runs. A prefix
+//! (`--secret PATH=PREFIX_`) gives such a field a harmless name.
 //!
 //! With `--watch`, `keyward run` follows the server's change notifications. When one of the
 //! secrets gets a new version, it stops the command with `--restart-signal` (SIGKILL after
-//! 10 s) and starts it again with the new values. With `--mask`, the command's standard output and error
+//! 10 s) and starts it again with the new values. The command then runs in a process group of
+//! its own, and the restart signal, SIGKILL and forwarded signals go to the whole group, so
+//! processes the command started do not outlive it with the old values. (Without `--watch` the
+//! command stays in the terminal's process group, so it can read from the terminal.) With `--mask`, the command's standard output and error
 //! pass through a [`Masker`] that replaces the values with `*****`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,7 +30,7 @@ use std::time::Duration;
 
 use clap::Args;
 use reqwest::Method;
-use rustix::process::{Pid, Signal, kill_process};
+use rustix::process::{Pid, Signal, kill_process, kill_process_group, test_kill_process_group};
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::process::{Child, Command};
@@ -40,12 +50,64 @@ use crate::error::CliError;
 /// Time the command gets to exit after the restart signal before it is killed.
 const RESTART_GRACE: Duration = Duration::from_secs(10);
 
+/// Interval of the checks whether the command's process group is empty after a restart signal.
+const GROUP_POLL: Duration = Duration::from_millis(20);
+
 /// Time to wait for the change notification stream before the command starts anyway.
 const WATCH_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Time the output copiers get to drain after the command exits (a grandchild may keep the
 /// pipes open).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Variables a secret field may not set: they change which programs, libraries or startup
+/// code the command (or a shell or interpreter it runs) loads.
+const PROTECTED_VARIABLES: &[&str] = &[
+    "PATH",
+    "BASH_ENV",
+    "ENV",
+    "IFS",
+    "CDPATH",
+    "PS4",
+    "SHELL",
+    "SHELLOPTS",
+    "BASHOPTS",
+    "HOME",
+    "TMPDIR",
+    "GCONV_PATH",
+    "LOCPATH",
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "PYTHONSTARTUP",
+    "PYTHONINSPECT",
+    "NODE_OPTIONS",
+    "NODE_PATH",
+    "PERL5OPT",
+    "PERL5LIB",
+    "PERLLIB",
+    "RUBYOPT",
+    "RUBYLIB",
+    "JAVA_TOOL_OPTIONS",
+    "JDK_JAVA_OPTIONS",
+    "_JAVA_OPTIONS",
+    "CLASSPATH",
+    "GIT_SSH_COMMAND",
+    "GIT_EXEC_PATH",
+    "KEYWARD_TOKEN",
+    "KEYWARD_TOKEN_FILE",
+];
+
+/// Prefixes of variable names a secret field may not set (dynamic linker and shell
+/// function imports).
+const PROTECTED_PREFIXES: &[&str] = &["LD_", "DYLD_", "BASH_FUNC_"];
+
+/// Token variables removed from the command's environment.
+const TOKEN_VARIABLES: &[&str] = &[
+    "KEYWARD_TOKEN",
+    "KEYWARD_TOKEN_FILE",
+    "BAO_TOKEN",
+    "VAULT_TOKEN",
+];
 
 /// Options of `keyward run`.
 #[derive(Debug, Args)]
@@ -140,9 +202,9 @@ pub async fn run(args: RunArgs) -> Result<(), CliError> {
                         }
                     }
                 }
-                _ = terminate.recv() => forward(&child, Signal::TERM),
-                _ = interrupt.recv() => forward(&child, Signal::INT),
-                _ = hangup.recv() => forward(&child, Signal::HUP),
+                _ = terminate.recv() => forward(&child, args.watch, Signal::TERM),
+                _ = interrupt.recv() => forward(&child, args.watch, Signal::INT),
+                _ = hangup.recv() => forward(&child, args.watch, Signal::HUP),
             }
         };
 
@@ -156,7 +218,7 @@ pub async fn run(args: RunArgs) -> Result<(), CliError> {
                     signal = %args.restart_signal,
                     "a secret has a new version; restarting the command"
                 );
-                stop(&mut child, restart_signal).await?;
+                stop(&mut child, restart_signal).await;
                 drain(copiers).await;
                 injected = fresh;
             }
@@ -223,6 +285,11 @@ fn variable_name(prefix: &str, field: &str) -> String {
     format!("{prefix}{upper}")
 }
 
+/// Tells whether a secret field may not set the variable `name`.
+fn is_protected(name: &str) -> bool {
+    PROTECTED_VARIABLES.contains(&name) || PROTECTED_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
 /// Reads every secret; fails on the first one that is missing or unreadable.
 async fn read_all(client: &Client, specs: &[SecretSpec]) -> Result<Injected, CliError> {
     let mut injected = Injected {
@@ -248,6 +315,12 @@ async fn read_all(client: &Client, specs: &[SecretSpec]) -> Result<Injected, Cli
 
         for (field, value) in data {
             let name = variable_name(&spec.prefix, field);
+            if is_protected(&name) {
+                return Err(CliError::Usage(format!(
+                    "field {field:?} of {path} would set {name}, which changes what the command loads or runs; give the secret a prefix (--secret {path}=PREFIX_)",
+                    path = spec.path
+                )));
+            }
             if let Some(other) = names.insert(name.clone(), spec.path.to_string()) {
                 return Err(CliError::Usage(format!(
                     "variable {name} would come from both {other} and {}; give one of them a prefix (--secret {}=PREFIX_)",
@@ -283,10 +356,15 @@ fn spawn(
     let mut command = Command::new(program);
     command
         .args(rest)
-        .env_remove("KEYWARD_TOKEN")
-        .env_remove("KEYWARD_TOKEN_FILE")
         .stdin(Stdio::inherit())
         .kill_on_drop(true);
+    for name in TOKEN_VARIABLES {
+        command.env_remove(name);
+    }
+    if args.watch {
+        // Its own group, so a restart reaches the processes it started too.
+        command.process_group(0);
+    }
     for (name, value) in &injected.variables {
         command.env(name, value.as_str());
     }
@@ -350,23 +428,49 @@ async fn drain(copiers: Vec<JoinHandle<()>>) {
     }
 }
 
-fn forward(child: &Child, signal: Signal) {
-    if let Some(pid) = child.id().and_then(|id| Pid::from_raw(id as i32)) {
-        let _ = kill_process(pid, signal);
-    }
+/// Sends `signal` to the command, or with `group` to its process group (whose id is the
+/// command's pid).
+fn forward(child: &Child, group: bool, signal: Signal) {
+    let Some(pid) = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .and_then(Pid::from_raw)
+    else {
+        return;
+    };
+    let _ = if group {
+        kill_process_group(pid, signal)
+    } else {
+        kill_process(pid, signal)
+    };
 }
 
-/// Stops the command with `signal`, then SIGKILL after [`RESTART_GRACE`].
-async fn stop(child: &mut Child, signal: Signal) -> Result<(), CliError> {
-    forward(child, signal);
-    if tokio::time::timeout(RESTART_GRACE, child.wait())
-        .await
-        .is_err()
-    {
+/// Stops the command and the rest of its process group with `signal`, then SIGKILL when
+/// [`RESTART_GRACE`] has passed and the group is not empty yet.
+async fn stop(child: &mut Child, signal: Signal) {
+    let pid = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .and_then(Pid::from_raw);
+    forward(child, true, signal);
+    let deadline = tokio::time::Instant::now() + RESTART_GRACE;
+    let exited = tokio::time::timeout_at(deadline, async {
+        let _ = child.wait().await;
+        // The group outlives the command while processes it started remain.
+        if let Some(pid) = pid {
+            while test_kill_process_group(pid).is_ok() {
+                tokio::time::sleep(GROUP_POLL).await;
+            }
+        }
+    })
+    .await;
+    if exited.is_err() {
         tracing::warn!("the command did not exit after the restart signal; killing it");
+        if let Some(pid) = pid {
+            let _ = kill_process_group(pid, Signal::KILL);
+        }
         let _ = child.kill().await;
     }
-    Ok(())
 }
 
 /// Exits with the command's code, or 128 + N after signal N.
@@ -490,6 +594,29 @@ mod tests {
         assert_eq!(parse_signal("sigusr1").ok(), Some(Signal::USR1));
         assert_eq!(parse_signal("15").ok(), Some(Signal::TERM));
         assert!(parse_signal("NOPE").is_err());
+    }
+
+    #[test]
+    fn dangerous_variables_are_protected_and_ordinary_ones_are_not() {
+        for name in [
+            "PATH",
+            "LD_PRELOAD",
+            "LD_LIBRARY_PATH",
+            "LD_AUDIT",
+            "DYLD_INSERT_LIBRARIES",
+            "BASH_ENV",
+            "ENV",
+            "IFS",
+            "HOME",
+            "PYTHONPATH",
+            "NODE_OPTIONS",
+            "JAVA_TOOL_OPTIONS",
+        ] {
+            assert!(is_protected(name), "{name}");
+        }
+        for name in ["USER", "PASSWORD", "DB_PATH", "APP_HOME", "LANG"] {
+            assert!(!is_protected(name), "{name}");
+        }
     }
 
     #[test]

@@ -7,6 +7,16 @@ use serde_json::json;
 
 use crate::harness::{Server, client_scratch_dir, keyward, random_hex, run, signal, temp_dir};
 
+/// Kills `keyward run` when a failing test unwinds, so it does not outlive the test.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn canary() -> String {
     format!("kw-canary-run-{}", random_hex(8))
 }
@@ -307,5 +317,273 @@ fn client_commands_print_help() {
         let output = run(&mut keyward(&[command, "--help"]));
         assert!(output.success(), "keyward {command} --help:\n{output}");
         assert!(output.stdout.contains("Usage: keyward"), "{output}");
+    }
+}
+
+#[test]
+fn exported_dotenv_is_safe_to_source_in_a_shell_and_imports_back() {
+    let server = Server::dev();
+    // Client-side files hold secret values by design: keep them out of the leak scan.
+    let dir = client_scratch_dir();
+    let ran = dir.path().join("command-ran");
+    let ran = ran.to_str().expect("UTF-8 path");
+    let value = format!(
+        "a\"b$HOME`touch {ran}`$(touch {ran})\\x\\`'c' \\$ \\\\\" ${{X}} {}",
+        canary()
+    );
+    server
+        .http()
+        .write_secret("app/source", &server.root_token, &json!({ "v": value }));
+
+    let exported = server.cli(
+        &server.root_token,
+        &["export", "--format", "dotenv", "app/source"],
+    );
+    assert!(exported.success(), "{exported}");
+    let file = dir.path().join("q.env");
+    std::fs::write(&file, &exported.stdout).expect("write the dotenv file");
+    let file = file.to_str().expect("UTF-8 path");
+
+    let sourced = run(std::process::Command::new("sh").args([
+        "-c",
+        r#"set -a; . "$1"; printf %s "$v""#,
+        "sh",
+        file,
+    ]));
+    assert!(sourced.success(), "{sourced}");
+    assert_eq!(sourced.stdout, value, "the shell read a different value");
+    assert!(
+        !std::path::Path::new(ran).exists(),
+        "sourcing the exported file ran a command from the value"
+    );
+
+    let imported = server.cli(&server.root_token, &["import", file, "app/copy"]);
+    assert!(imported.success(), "{imported}");
+    assert!(
+        imported
+            .stderr
+            .contains("imported 1 variable into app/copy"),
+        "{imported}"
+    );
+    let copy = server.cli(
+        &server.root_token,
+        &["export", "--format", "json", "app/copy"],
+    );
+    assert!(copy.success(), "{copy}");
+    assert_eq!(copy.json(), json!({ "v": value }));
+}
+
+#[test]
+fn import_help_says_the_whole_secret_is_replaced() {
+    let output = run(&mut keyward(&["import", "--help"]));
+    assert!(output.success(), "{output}");
+    assert!(
+        output.stdout.contains("replaces the whole secret"),
+        "{output}"
+    );
+}
+
+#[test]
+fn run_removes_tokens_from_the_command_environment() {
+    let server = Server::dev();
+    server
+        .http()
+        .write_secret("app/db", &server.root_token, &json!({ "password": "pw" }));
+    let bao = format!("kw-canary-bao-{}", random_hex(8));
+    let vault = format!("kw-canary-vault-{}", random_hex(8));
+
+    let output = run(keyward(&["run", "--secret", "app/db", "--", "env"])
+        .envs(server.cli_env(&server.root_token))
+        .env("BAO_TOKEN", &bao)
+        .env("VAULT_TOKEN", &vault)
+        .env("KEYWARD_TOKEN_FILE", "/nonexistent/token")
+        .env("VAULT_ADDR", "https://127.0.0.1:8200"));
+    assert!(output.success(), "{output}");
+    let names: Vec<&str> = output
+        .stdout
+        .lines()
+        .filter_map(|line| line.split_once('=').map(|(name, _)| name))
+        .collect();
+    for removed in [
+        "KEYWARD_TOKEN",
+        "KEYWARD_TOKEN_FILE",
+        "BAO_TOKEN",
+        "VAULT_TOKEN",
+    ] {
+        assert!(!names.contains(&removed), "{removed} reached the command");
+    }
+    assert!(!output.stdout.contains(&bao));
+    assert!(!output.stdout.contains(&vault));
+    assert!(!output.stdout.contains(&server.root_token));
+    assert!(names.contains(&"PASSWORD"), "{output}");
+    assert!(names.contains(&"VAULT_ADDR"), "{output}");
+}
+
+#[test]
+fn run_refuses_fields_that_would_set_dangerous_variables() {
+    let server = Server::dev();
+    let http = server.http();
+    let dir = temp_dir();
+    let marker = dir.path().join("started");
+    let marker = marker.to_str().expect("UTF-8 path");
+
+    for (field, variable) in [
+        ("path", "PATH"),
+        ("ld_preload", "LD_PRELOAD"),
+        ("bash_env", "BASH_ENV"),
+        ("node-options", "NODE_OPTIONS"),
+    ] {
+        http.write_secret(
+            "app/evil",
+            &server.root_token,
+            &json!({ field: "/tmp/kw-evil", "user": "ok" }),
+        );
+        let output = server.cli(
+            &server.root_token,
+            &["run", "--secret", "app/evil", "--", "touch", marker],
+        );
+        assert_eq!(output.code, Some(2), "{field}: {output}");
+        assert!(output.stderr.contains(variable), "{output}");
+        assert!(
+            output.stderr.contains("--secret app/evil=PREFIX"),
+            "{output}"
+        );
+        assert!(!output.stderr.contains("/tmp/kw-evil"), "{output}");
+        assert!(
+            !std::path::Path::new(marker).exists(),
+            "the command ran with {variable} from a secret"
+        );
+    }
+
+    // A prefix makes the field harmless, and ordinary names such as USER may still be set.
+    let output = server.cli(
+        &server.root_token,
+        &[
+            "run",
+            "--secret",
+            "app/evil=APP_",
+            "--",
+            "sh",
+            "-c",
+            r#"echo "$APP_NODE_OPTIONS $APP_USER""#,
+        ],
+    );
+    assert!(output.success(), "{output}");
+    assert_eq!(output.stdout.trim(), "/tmp/kw-evil ok");
+    http.write_secret("app/user", &server.root_token, &json!({ "user": "svc" }));
+    let output = server.cli(
+        &server.root_token,
+        &[
+            "run",
+            "--secret",
+            "app/user",
+            "--",
+            "sh",
+            "-c",
+            "echo $USER",
+        ],
+    );
+    assert!(output.success(), "{output}");
+    assert_eq!(output.stdout.trim(), "svc");
+}
+
+#[test]
+fn watch_restart_stops_processes_the_command_started() {
+    let server = Server::dev();
+    let http = server.http();
+    http.write_secret(
+        "app/db",
+        &server.root_token,
+        &json!({ "password": "first" }),
+    );
+    let dir = temp_dir();
+    let pids = dir.path().join("pids.log");
+    // The shell starts a grandchild that holds the old value and records its pid.
+    let script = format!(
+        r#"sleep 200 &
+echo "$PASSWORD $!" >> {pids}
+wait"#,
+        pids = pids.display()
+    );
+
+    let mut command = keyward(&[
+        "run", "--watch", "--secret", "app/db", "--", "sh", "-c", &script,
+    ]);
+    let mut child = KillOnDrop(
+        command
+            .envs(server.cli_env(&server.root_token))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start keyward run"),
+    );
+    let child = &mut child.0;
+
+    let read_pids = || std::fs::read_to_string(&pids).unwrap_or_default();
+    let pid_of = |wanted: &str| -> Option<String> {
+        read_pids().lines().find_map(|line| {
+            line.strip_prefix(wanted)
+                .and_then(|rest| rest.strip_prefix(' '))
+                .map(str::to_owned)
+        })
+    };
+    let wait_for = |wanted: &str| -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(pid) = pid_of(wanted) {
+                return pid;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never started with {wanted:?}:\n{}",
+                read_pids()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    // A zombie (killed, not reaped yet) counts as gone.
+    let alive = |pid: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            stat.rsplit_once(") ")
+                .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+        })
+    };
+    let first = wait_for("first");
+    assert!(alive(&first));
+
+    http.write_secret(
+        "app/db",
+        &server.root_token,
+        &json!({ "password": "second" }),
+    );
+    let second = wait_for("second");
+    let gone_by = Instant::now() + Duration::from_secs(5);
+    while alive(&first) {
+        if Instant::now() > gone_by {
+            // Do not leave the orphan behind for the rest of the test run.
+            signal(first.parse().expect("pid"), "KILL");
+            panic!("the old command's grandchild survived the restart");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(alive(&second));
+
+    signal(child.id(), "TERM");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().expect("wait for keyward run").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "keyward run did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let gone_by = Instant::now() + Duration::from_secs(5);
+    while alive(&second) {
+        if Instant::now() > gone_by {
+            signal(second.parse().expect("pid"), "KILL");
+            panic!("SIGTERM to keyward run did not reach the command's grandchild");
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
