@@ -225,7 +225,7 @@ check_alive() { # PID NAME LOG
     fi
 }
 
-# Waits up to 30 s for URL to answer with a 2xx status over verified TLS.
+# Waits up to 30 s for URL to respond with a 2xx status over verified TLS.
 wait_ok() { # URL PID NAME LOG
     local _
     for _ in $(seq 1 300); do
@@ -235,10 +235,10 @@ wait_ok() { # URL PID NAME LOG
         check_alive "$2" "$3" "$4"
         sleep 0.1
     done
-    die "$3 did not answer $1 within 30 s (log: $4)"
+    die "$3 did not respond at $1 within 30 s (log: $4)"
 }
 
-# Waits up to 30 s for URL to answer with any HTTP status over verified TLS.
+# Waits up to 30 s for URL to respond with any HTTP status over verified TLS.
 wait_tls() { # URL PID NAME LOG
     local _
     for _ in $(seq 1 300); do
@@ -248,7 +248,7 @@ wait_tls() { # URL PID NAME LOG
         check_alive "$2" "$3" "$4"
         sleep 0.1
     done
-    die "$3 did not answer $1 within 30 s (log: $4)"
+    die "$3 did not respond at $1 within 30 s (log: $4)"
 }
 
 # Retries a KV write until it succeeds: OpenBao upgrades a new kv-v2 mount for a moment.

@@ -97,7 +97,7 @@ fn freshness_extra(extra: &mut Map<String, Value>, freshness: &Freshness) {
 
 impl SecretsManager {
     /// Returns whether the caller's policies grant `read` on a secret's data, without an audit
-    /// entry or a security event: for deciding what a caller may be told about, such as a change
+    /// entry or a security event: for deciding which events a caller may receive, such as a change
     /// notification, not for serving the secret itself.
     pub fn may_read(&self, caller: &Caller, path: &SecretPath) -> bool {
         self.may(caller, path, Capability::Read)

@@ -6,8 +6,8 @@
 //! A rotated secret is stored as a JSON object whose `value` field ([`VALUE_FIELD`]) contains
 //! the credential, and the rotator's attributes (such as `username`) are the other fields. A
 //! secret written by hand with exactly one string field is read through that field too. This module
-//! does not check policies: the server checks the `rotate` capability before it asks the engine
-//! for anything.
+//! does not check policies: the server checks the `rotate` capability before any call
+//! reaches the engine.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -263,7 +263,7 @@ impl EventSink for ManagerEventSink {
     }
 }
 
-/// Returns the audit fields of an event: its serialised form, which holds paths, versions,
+/// Returns the audit fields of an event: its serialised form, which contains paths, versions,
 /// times and error messages but never a value.
 fn audit_fields(event: &RotationEvent) -> Map<String, Value> {
     let mut fields = match serde_json::to_value(event) {

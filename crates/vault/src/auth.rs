@@ -25,7 +25,7 @@ use crate::secret::{SecretId, VaultToken};
 /// Shortest wait between two renewal attempts, so a tiny TTL cannot make the task spin.
 const MIN_RENEWAL_DELAY: Duration = Duration::from_millis(100);
 
-/// Longest wait after a failed renewal before the next attempt.
+/// Maximum wait after a failed renewal before the next attempt.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 
 /// Authentication method of the client.

@@ -26,10 +26,10 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed to open a connection, within the request timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Longest piece of a Vault error text copied into a [`VaultError`].
+/// Maximum length of Vault error text copied into a [`VaultError`].
 const MAX_MESSAGE_LEN: usize = 300;
 
-/// Where the Vault or OpenBao server is and how to talk to it.
+/// Connection settings for a Vault or OpenBao server: address, CA, timeout and namespace.
 #[derive(Clone, Debug)]
 pub struct VaultConfig {
     /// Base address such as `https://vault.example:8200`, without `/v1`.
@@ -330,7 +330,7 @@ pub(crate) fn check_status(response: &RawResponse, operation: &str) -> Result<()
         }
         403 => VaultError::PermissionDenied { operation },
         404 => VaultError::NotFound { operation },
-        // 429 is Vault's answer when it sheds load (and a standby's health code): the request
+        // 429 is Vault's response when it sheds load (and a standby's health code): the request
         // may succeed later, so it counts with the 5xx family.
         429 | 500..=599 => VaultError::Server {
             operation,

@@ -1,13 +1,13 @@
 //! The client's error type.
 //!
-//! Errors say which operation failed on which path. They never contain a token, a secret ID or
+//! Errors name the operation that failed and its path. They never contain a token, a secret ID or
 //! secret data: request bodies are not echoed, and Vault's own error strings describe the
 //! failure, not the values sent.
 
 /// Why a call to Vault or OpenBao failed.
 ///
 /// [`VaultError::is_retryable`] separates "the backend is down" (unreachable, timed out, 5xx,
-/// sealed) from answers about the request itself (4xx), which a retry does not change.
+/// sealed) from rejections of the request itself (4xx), which a retry does not change.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum VaultError {
@@ -19,7 +19,7 @@ pub enum VaultError {
     Unreachable {
         /// The server address.
         address: String,
-        /// What the client was doing, such as `read secret/data/app/db`.
+        /// Operation in progress, such as `read secret/data/app/db`.
         operation: String,
         /// The transport error.
         reason: String,
@@ -27,16 +27,16 @@ pub enum VaultError {
     /// The request got no complete response within the client's timeout.
     #[error("vault request {operation} timed out after {timeout_secs} s")]
     Timeout {
-        /// What the client was doing.
+        /// Operation in progress.
         operation: String,
         /// The timeout that expired, in seconds.
         timeout_secs: u64,
     },
-    /// Vault answered with a 5xx status: sealed, standby without forwarding, or an internal
+    /// Vault responded with a 5xx status: sealed, standby without forwarding, or an internal
     /// failure.
     #[error("vault failed {operation} with status {status}: {message}")]
     Server {
-        /// What the client was doing.
+        /// Operation in progress.
         operation: String,
         /// The HTTP status.
         status: u16,
@@ -46,13 +46,13 @@ pub enum VaultError {
     /// The token lacks a capability, has expired, or a login was rejected (403).
     #[error("vault denied {operation}: permission denied; check the token's or role's policies")]
     PermissionDenied {
-        /// What the client was doing.
+        /// Operation in progress.
         operation: String,
     },
     /// The path, version, key or mount does not exist (404).
     #[error("vault has nothing at {operation}: not found")]
     NotFound {
-        /// What the client was doing.
+        /// Operation in progress.
         operation: String,
     },
     /// A KV v2 write's `cas` did not match the current version.
@@ -60,19 +60,19 @@ pub enum VaultError {
         "vault rejected {operation}: check-and-set parameter did not match the current version"
     )]
     CasMismatch {
-        /// What the client was doing.
+        /// Operation in progress.
         operation: String,
     },
     /// A KV v2 write carried no `cas` on a secret that requires one.
     #[error("vault rejected {operation}: check-and-set parameter required")]
     CasRequired {
-        /// What the client was doing.
+        /// Operation in progress.
         operation: String,
     },
     /// Vault rejected the request as invalid (another 4xx status).
     #[error("vault rejected {operation} with status {status}: {message}")]
     Invalid {
-        /// What the client was doing.
+        /// Operation in progress.
         operation: String,
         /// The HTTP status.
         status: u16,
@@ -82,7 +82,7 @@ pub enum VaultError {
     /// The response did not have the expected shape.
     #[error("unexpected vault response to {operation}: {reason}")]
     Decode {
-        /// What the client was doing.
+        /// Operation in progress.
         operation: String,
         /// What was wrong with it.
         reason: String,
@@ -91,7 +91,7 @@ pub enum VaultError {
 
 impl VaultError {
     /// Returns whether the failure means the backend is down or overloaded (unreachable, timed
-    /// out, 5xx), so the same request may succeed later. 4xx answers are not retryable.
+    /// out, 5xx), so the same request may succeed later. 4xx responses are not retryable.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,

@@ -1,7 +1,7 @@
 //! `sys/health`: whether the server is initialised, unsealed and active.
 //!
 //! The client asks for an explicit status code for every state (`standbyok=false`,
-//! `sealedcode=503`, ...), so the answer does not depend on the server's defaults, and maps the
+//! `sealedcode=503`, ...), so the result does not depend on the server's defaults, and maps the
 //! code to a [`HealthState`]. The call needs no token.
 
 use reqwest::Method;
@@ -46,7 +46,7 @@ impl HealthState {
     }
 }
 
-/// The answer of `sys/health`.
+/// Result of a `sys/health` call.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Health {
     /// The state the status code names.
@@ -68,7 +68,7 @@ const HEALTH_QUERY: &[(&str, &str)] = &[
 ];
 
 impl VaultClient {
-    /// Reads `sys/health`. Fails only when the server cannot be reached or answers with a
+    /// Reads `sys/health`. Fails only when the server cannot be reached or responds with a
     /// status that names no state.
     pub async fn health(&self) -> Result<Health, VaultError> {
         let operation = "read sys/health";

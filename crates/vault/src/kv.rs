@@ -157,7 +157,7 @@ impl VaultClient {
             metadata: Option<RawVersionMetadata>,
         }
 
-        // Vault answers a deleted or destroyed version with 404 and the version's metadata.
+        // Vault responds to a deleted or destroyed version with 404 and the version's metadata.
         let parsed: Option<Envelope<'_>> = serde_json::from_slice(&response.body).ok();
         let read = parsed.and_then(|envelope| envelope.data);
         let Some(ReadData {

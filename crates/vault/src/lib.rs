@@ -8,7 +8,7 @@
 //! TLS is rustls with the aws-lc-rs provider, set explicitly. Tokens, AppRole secret IDs and
 //! secret data are held in zeroizing types that redact `Debug`; no error message contains them.
 //! Every request has a timeout. Errors tell a backend outage ([`VaultError::is_retryable`])
-//! from an answer about the request itself (denied, not found, check-and-set mismatch).
+//! from a rejection of the request itself (denied, not found, check-and-set mismatch).
 //!
 //! Not covered: other secrets engines, leases of dynamic secrets, response wrapping, and
 //! client certificates towards Vault.

@@ -1,5 +1,5 @@
 //! `keyward import FILE.env PATH`: writes the variables of a dotenv file as a new version of
-//! one secret. The new version holds exactly the file's variables: fields of the current
+//! one secret. The new version contains exactly the file's variables: fields of the current
 //! version that the file lacks are not carried over.
 //!
 //! Accepted syntax: `KEY=VALUE` lines with an optional `export ` prefix, blank lines and `#`
@@ -26,7 +26,7 @@ use crate::error::CliError;
 /// Options of `keyward import`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "The import replaces the whole secret: its new version holds exactly the file's variables, and fields of the current version that the file lacks are not carried over."
+    after_help = "The import replaces the whole secret: its new version contains exactly the file's variables, and fields of the current version that the file lacks are not carried over."
 )]
 pub struct ImportArgs {
     #[command(flatten)]

@@ -234,7 +234,7 @@ impl OwnBao {
         );
     }
 
-    /// Sends a request with `curl` and returns the status (0 when nothing answered) and body.
+    /// Sends a request with `curl` and returns the status (0 when nothing responded) and body.
     fn http(
         &self,
         method: &str,

@@ -321,7 +321,7 @@ fn client_commands_print_help() {
 }
 
 #[test]
-fn exported_dotenv_is_safe_to_source_in_a_shell_and_imports_back() {
+fn exported_dotenv_sources_and_imports_safely() {
     let server = Server::dev();
     // Client-side files hold secret values by design: keep them out of the leak scan.
     let dir = client_scratch_dir();
@@ -498,7 +498,7 @@ fn watch_restart_stops_processes_the_command_started() {
     );
     let dir = temp_dir();
     let pids = dir.path().join("pids.log");
-    // The shell starts a grandchild that holds the old value and records its pid.
+    // The shell starts a grandchild that has the old value and records its pid.
     let script = format!(
         r#"sleep 200 &
 echo "$PASSWORD $!" >> {pids}

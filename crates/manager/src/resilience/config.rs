@@ -45,7 +45,7 @@ pub struct ResilienceConfig {
     pub disk_cache: Option<PathBuf>,
     /// Whether the store keeps token records and policies locally (as the Vault store does,
     /// in its SQLite file) while only secrets are remote. Those calls then bypass the circuit
-    /// breaker, because their success says nothing about the remote backend: counted as
+    /// breaker, because their success shows nothing about the remote backend: counted as
     /// successes they would reset the failure count, close the breaker as a probe and clear
     /// the degraded state on every authenticated request.
     pub local_tokens_and_policies: bool,

@@ -3,7 +3,7 @@
 //! notification deliveries.
 //!
 //! Times are Unix seconds. The database runs in WAL mode with `synchronous=FULL`, so a recorded
-//! step survives a power loss. It holds no secret values: only paths, version numbers, provider
+//! step survives a power loss. It contains no secret values: only paths, version numbers, provider
 //! ids (key ids, role names) and error messages. The secret values live in the secret store
 //! behind [`crate::SecretTarget`].
 
@@ -328,7 +328,7 @@ impl RotationDb {
     }
 
     /// Takes the lease on `path` for `holder` until `until`, if no other holder has a live one.
-    /// Returns whether `holder` now holds it.
+    /// Returns whether `holder` now has it.
     pub async fn try_lease(
         &self,
         path: &str,

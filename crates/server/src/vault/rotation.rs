@@ -56,7 +56,7 @@ fn scheduler(state: &AppState) -> Result<&Scheduler, ApiError> {
 /// Engine messages name paths, versions and providers but no value, so clients see them.
 fn engine_error(error: EngineError) -> ManagerError {
     match error {
-        // The caller holds `rotate` on the path by now, so naming the missing policy reveals
+        // The caller has `rotate` on the path by now, so naming the missing policy reveals
         // nothing it could not learn from the status route.
         EngineError::NoPolicy(path) => ManagerError::Invalid(format!(
             "secret {path} has no rotation policy: set one with `keyward rotation set {path}` \
@@ -152,9 +152,9 @@ pub(super) async fn policy(
 /// Requires `update` on the secret, `read` on every secret the policy's rotator and
 /// notifications use, and `sudo` for a command generator.
 ///
-/// A policy decides the secret's future values (its generator's strength, or a provider such
-/// as an OpenAI base URL that hands back a value of its choosing), so setting one is a write
-/// of the secret: `rotate` alone only runs the policy someone with `update` set. Without the
+/// A policy decides the secret's future values: its generator's strength, or a provider such
+/// as an OpenAI base URL that returns a value of its choosing. Setting one is therefore a write
+/// of the secret, and `rotate` alone only runs a policy that someone with `update` set. Without the
 /// other checks a policy's author could send a secret they cannot read to a URL they choose,
 /// or run a program on the server.
 fn check_policy_references(

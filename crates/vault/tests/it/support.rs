@@ -116,7 +116,7 @@ fn free_port_pair() -> u16 {
     panic!("no pair of free loopback ports found");
 }
 
-/// Starts a dev server with root token `root_token` and waits until it answers.
+/// Starts a dev server with root token `root_token` and waits until it responds.
 pub fn start_dev_server(bin: &PathBuf, root_token: &str) -> BaoProcess {
     let port = free_port_pair();
     let dir = tempfile::tempdir().expect("temporary directory is created");
