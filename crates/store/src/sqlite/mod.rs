@@ -17,6 +17,7 @@
 //! missing policy succeeds, while revoking an unknown token accessor is
 //! [`StoreError::NotFound`]. A duplicate token is [`StoreError::Invalid`].
 
+mod cache;
 mod convert;
 mod metadata;
 mod rewrap;
@@ -56,6 +57,7 @@ pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
     keyring: KeyringHandle,
+    cache: Arc<cache::ReadCache>,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -124,6 +126,7 @@ impl SqliteStore {
             writer,
             reader,
             keyring: KeyringHandle::new(keyring),
+            cache: Arc::default(),
         })
     }
 
@@ -140,11 +143,26 @@ impl SqliteStore {
     /// versions written under a new key are lost with the next restart.
     pub fn set_keyring(&self, keyring: Arc<Keyring>) {
         self.keyring.replace(keyring);
+        self.cache.invalidate(None);
     }
 
     /// Returns a handle to the store's keyring that the key manager can swap through.
     pub fn keyring_handle(&self) -> KeyringHandle {
         self.keyring.clone()
+    }
+
+    /// Runs `operation`, a change to the secret at `path` (to any secret when `None`), and
+    /// drops what the read cache holds of it. Dropping the returned future early is safe: the
+    /// cache then stays closed to new rows until the writer connection has finished the change.
+    async fn change<T>(
+        &self,
+        path: Option<&SecretPath>,
+        operation: impl std::future::Future<Output = T>,
+    ) -> T {
+        let guard = cache::ChangeGuard::begin(&self.cache, &self.writer, path);
+        let result = operation.await;
+        guard.finish();
+        result
     }
 
     /// Closes both connection pools, waiting for calls in progress. The last connection to
@@ -209,7 +227,11 @@ impl SecretStore for SqliteStore {
         version: NewVersion,
         default_max_versions: u32,
     ) -> Result<VersionMeta, StoreError> {
-        versions::put(self, path, version, default_max_versions).await
+        self.change(
+            Some(path),
+            versions::put(self, path, version, default_max_versions),
+        )
+        .await
     }
 
     async fn get(
@@ -221,7 +243,11 @@ impl SecretStore for SqliteStore {
     }
 
     async fn delete_versions(&self, path: &SecretPath, versions: &[u64]) -> Result<(), StoreError> {
-        versions::change_versions(self, path, versions, VersionChange::Delete).await
+        self.change(
+            Some(path),
+            versions::change_versions(self, path, versions, VersionChange::Delete),
+        )
+        .await
     }
 
     async fn undelete_versions(
@@ -229,7 +255,11 @@ impl SecretStore for SqliteStore {
         path: &SecretPath,
         versions: &[u64],
     ) -> Result<(), StoreError> {
-        versions::change_versions(self, path, versions, VersionChange::Undelete).await
+        self.change(
+            Some(path),
+            versions::change_versions(self, path, versions, VersionChange::Undelete),
+        )
+        .await
     }
 
     async fn destroy_versions(
@@ -237,7 +267,11 @@ impl SecretStore for SqliteStore {
         path: &SecretPath,
         versions: &[u64],
     ) -> Result<(), StoreError> {
-        versions::change_versions(self, path, versions, VersionChange::Destroy).await
+        self.change(
+            Some(path),
+            versions::change_versions(self, path, versions, VersionChange::Destroy),
+        )
+        .await
     }
 
     async fn read_metadata(&self, path: &SecretPath) -> Result<SecretMeta, StoreError> {
@@ -249,11 +283,13 @@ impl SecretStore for SqliteStore {
         path: &SecretPath,
         update: MetadataUpdate,
     ) -> Result<(), StoreError> {
-        metadata::write_metadata(self, path, update).await
+        self.change(Some(path), metadata::write_metadata(self, path, update))
+            .await
     }
 
     async fn delete_metadata(&self, path: &SecretPath) -> Result<(), StoreError> {
-        metadata::delete_metadata(self, path).await
+        self.change(Some(path), metadata::delete_metadata(self, path))
+            .await
     }
 
     async fn list(&self, folder: &FolderPath) -> Result<Vec<String>, StoreError> {
@@ -309,7 +345,8 @@ impl SecretStore for SqliteStore {
         path: &SecretPath,
         version: NewVersion,
     ) -> Result<VersionMeta, StoreError> {
-        stages::write_pending(self, path, version).await
+        self.change(Some(path), stages::write_pending(self, path, version))
+            .await
     }
 
     async fn promote_pending(
@@ -318,19 +355,25 @@ impl SecretStore for SqliteStore {
         version: u64,
         grace_deadline: time::OffsetDateTime,
     ) -> Result<Option<u64>, StoreError> {
-        stages::promote_pending(self, path, version, grace_deadline).await
+        self.change(
+            Some(path),
+            stages::promote_pending(self, path, version, grace_deadline),
+        )
+        .await
     }
 
     async fn discard_pending(&self, path: &SecretPath, version: u64) -> Result<(), StoreError> {
-        stages::discard_pending(self, path, version).await
+        self.change(Some(path), stages::discard_pending(self, path, version))
+            .await
     }
 
     async fn revoke_version(&self, path: &SecretPath, version: u64) -> Result<(), StoreError> {
-        stages::revoke_version(self, path, version).await
+        self.change(Some(path), stages::revoke_version(self, path, version))
+            .await
     }
 
     async fn rewrap_batch(&self, limit: usize) -> Result<RewrapProgress, StoreError> {
-        rewrap::rewrap_batch(self, limit).await
+        self.change(None, rewrap::rewrap_batch(self, limit)).await
     }
 }
 

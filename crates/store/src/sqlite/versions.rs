@@ -10,6 +10,7 @@ use sqlx::{Row, Sqlite, Transaction};
 use time::OffsetDateTime;
 
 use super::SqliteStore;
+use super::cache::CachedRow;
 use super::convert::{
     backend_error, from_column, json_to_map, nanos_to_time, optional_time, parse_stage,
     time_to_nanos, to_column,
@@ -279,6 +280,15 @@ pub(super) async fn get(
         None => None,
     };
 
+    // A cached row is under a key the keyring still has: rewrapping, the only step before a
+    // key is retired, empties the cache and keeps it empty while it runs.
+    if version_column.is_none()
+        && let Some(row) = store.cache.get(path)
+    {
+        return read_cached(&store.keyring(), path, &row);
+    }
+    let generation = store.cache.generation();
+
     // One statement, so the secret row and the version row come from the same snapshot, in
     // one hand-off to the connection's thread instead of a transaction of several. An
     // unversioned read skips pending versions, so that a rotation in progress stays
@@ -304,9 +314,9 @@ pub(super) async fn get(
     let custom_metadata = json_to_map(&custom_metadata, "custom metadata")?;
 
     let meta = version_meta_from_row(&row)?;
+    let ciphertext: Option<Vec<u8>> = row.try_get("ciphertext").map_err(backend_error)?;
     let data = if is_readable(&meta, OffsetDateTime::now_utc()) {
-        let ciphertext: Option<Vec<u8>> = row.try_get("ciphertext").map_err(backend_error)?;
-        let ciphertext = ciphertext.ok_or_else(|| {
+        let ciphertext = ciphertext.as_deref().ok_or_else(|| {
             StoreError::Corrupt(format!("version {version} of {path} has no data"))
         })?;
         Some(decrypt_with_either(
@@ -314,15 +324,48 @@ pub(super) async fn get(
             &keyring_before,
             path,
             version,
-            &ciphertext,
+            ciphertext,
         )?)
     } else {
         None
     };
 
+    if version_column.is_none() {
+        let row = CachedRow {
+            meta: meta.clone(),
+            custom_metadata: custom_metadata.clone(),
+            ciphertext,
+        };
+        store.cache.insert(path, generation, row);
+    }
+
     Ok(VersionRead {
         meta,
         custom_metadata,
+        data,
+    })
+}
+
+/// Builds an unversioned read from a cached row, deciding from the clock now whether its data
+/// may be returned.
+fn read_cached(
+    keyring: &Keyring,
+    path: &SecretPath,
+    row: &CachedRow,
+) -> Result<VersionRead, StoreError> {
+    let version = row.meta.version;
+    let data = if is_readable(&row.meta, OffsetDateTime::now_utc()) {
+        let ciphertext = row.ciphertext.as_deref().ok_or_else(|| {
+            StoreError::Corrupt(format!("version {version} of {path} has no data"))
+        })?;
+        Some(decrypt(keyring, path, version, ciphertext)?)
+    } else {
+        None
+    };
+
+    Ok(VersionRead {
+        meta: row.meta.clone(),
+        custom_metadata: row.custom_metadata.clone(),
         data,
     })
 }

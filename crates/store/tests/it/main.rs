@@ -5,6 +5,7 @@ mod at_rest;
 mod common;
 mod listing;
 mod metadata;
+mod read_cache;
 mod rewrap;
 mod stages;
 mod tokens;
