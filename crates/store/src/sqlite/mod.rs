@@ -17,6 +17,7 @@
 //! missing policy succeeds, while revoking an unknown token accessor is
 //! [`StoreError::NotFound`]. A duplicate token is [`StoreError::Invalid`].
 
+mod batch;
 mod cache;
 mod convert;
 mod metadata;
@@ -58,6 +59,7 @@ pub struct SqliteStore {
     reader: SqlitePool,
     keyring: KeyringHandle,
     cache: Arc<cache::ReadCache>,
+    puts: tokio::sync::mpsc::Sender<batch::PutJob>,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -122,11 +124,14 @@ impl SqliteStore {
         };
 
         tracing::info!(path = %path.display(), "opened sqlite store");
+        let keyring = KeyringHandle::new(keyring);
+        let puts = batch::spawn(writer.clone(), keyring.clone());
         Ok(SqliteStore {
             writer,
             reader,
-            keyring: KeyringHandle::new(keyring),
+            keyring,
             cache: Arc::default(),
+            puts,
         })
     }
 
@@ -163,6 +168,26 @@ impl SqliteStore {
         let result = operation.await;
         guard.finish();
         result
+    }
+
+    /// Queues a new version for the batch task and waits until its transaction committed.
+    async fn put_batched(
+        &self,
+        path: &SecretPath,
+        new: NewVersion,
+        default_max_versions: u32,
+    ) -> Result<VersionMeta, StoreError> {
+        let (reply, result) = tokio::sync::oneshot::channel();
+        let job = batch::PutJob {
+            path: path.clone(),
+            new,
+            default_max_versions,
+            change: cache::ChangeGuard::begin(&self.cache, &self.writer, Some(path)),
+            reply,
+        };
+        let stopped = || StoreError::Backend("the store's write task has stopped".to_owned());
+        self.puts.send(job).await.map_err(|_| stopped())?;
+        result.await.map_err(|_| stopped())?
     }
 
     /// Closes both connection pools, waiting for calls in progress. The last connection to
@@ -227,11 +252,7 @@ impl SecretStore for SqliteStore {
         version: NewVersion,
         default_max_versions: u32,
     ) -> Result<VersionMeta, StoreError> {
-        self.change(
-            Some(path),
-            versions::put(self, path, version, default_max_versions),
-        )
-        .await
+        self.put_batched(path, version, default_max_versions).await
     }
 
     async fn get(

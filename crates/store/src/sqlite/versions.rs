@@ -6,7 +6,7 @@
 
 use keyward_crypto::Keyring;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
 use time::OffsetDateTime;
 
 use super::SqliteStore;
@@ -86,7 +86,7 @@ pub(super) async fn begin_write(
 }
 
 pub(super) async fn write_settings(
-    tx: &mut Transaction<'static, Sqlite>,
+    connection: &mut SqliteConnection,
     path: &SecretPath,
 ) -> Result<Option<WriteSettings>, StoreError> {
     let row = sqlx::query(
@@ -94,15 +94,17 @@ pub(super) async fn write_settings(
          FROM secrets WHERE path = ?",
     )
     .bind(path.as_str())
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut *connection)
     .await
     .map_err(backend_error)?;
 
-    let Some(row) = row else {
-        return Ok(None);
-    };
+    row.as_ref().map(settings_from_row).transpose()
+}
+
+/// Decodes the `secrets` columns of [`WriteSettings`].
+fn settings_from_row(row: &SqliteRow) -> Result<WriteSettings, StoreError> {
     let max_versions: i64 = row.try_get("max_versions").map_err(backend_error)?;
-    Ok(Some(WriteSettings {
+    Ok(WriteSettings {
         current_version: from_column(
             row.try_get("current_version").map_err(backend_error)?,
             "version",
@@ -118,26 +120,134 @@ pub(super) async fn write_settings(
                 .map_err(backend_error)?,
             "delete_version_after",
         )?,
-    }))
+    })
 }
 
-/// Writes a new version; see [`crate::SecretStore::put`].
-pub(super) async fn put(
-    store: &SqliteStore,
+/// Reads a secret's write settings and the version an unversioned read shows (NULL when none),
+/// in one statement. No row when the secret does not exist.
+const READ_WRITE_SETTINGS: &str = "SELECT s.current_version, s.max_versions, s.cas_required,
+        s.delete_version_after_secs,
+        (SELECT version FROM secret_versions
+         WHERE path = s.path AND stage != 'pending'
+         ORDER BY stage = 'current' DESC, version DESC LIMIT 1) AS visible
+    FROM secrets AS s WHERE s.path = ?";
+
+/// Every statement of a new version, sent in one call inside a savepoint. The parameters are:
+/// path, time, time, version (the `secrets` row); path (demoting the current version); path,
+/// version, time, deletion time, created by, key id, ciphertext (the new row); path and the
+/// highest version to prune, 0 to prune none.
+///
+/// Only anonymous `?` parameters: sqlx numbers them across the statements of one call, while
+/// numbered ones (`?NNN`) past a statement's own count would be left unbound.
+const WRITE_VERSION: &str = "SAVEPOINT put_version;
+    INSERT INTO secrets (path, created_time, updated_time, current_version)
+        VALUES (?, ?, ?, ?)
+        ON CONFLICT (path) DO UPDATE
+        SET current_version = excluded.current_version, updated_time = excluded.updated_time;
+    UPDATE secret_versions SET stage = 'previous' WHERE path = ? AND stage = 'current';
+    INSERT INTO secret_versions
+        (path, version, created_time, deletion_time, destroyed, stage, created_by, key_id,
+         ciphertext)
+        VALUES (?, ?, ?, ?, 0, 'current', ?, ?, ?);
+    DELETE FROM secret_versions WHERE path = ? AND version <= ? AND stage != 'pending';
+    RELEASE put_version;";
+
+/// Writes a new version inside the write transaction open on `tx`; see
+/// [`crate::SecretStore::put`].
+///
+/// The inner result is the write's own: when it is an error, the write left nothing behind and
+/// the transaction can go on. The outer error means the transaction is in an unknown state
+/// and must be rolled back.
+pub(super) async fn put_in(
+    tx: &mut SqliteConnection,
+    keyring: &Keyring,
     path: &SecretPath,
     new: NewVersion,
     default_max_versions: u32,
-) -> Result<VersionMeta, StoreError> {
-    let mut tx = begin_write(store).await?;
+) -> Result<Result<VersionMeta, StoreError>, StoreError> {
+    let prepared = match prepare_put(tx, keyring, path, &new, default_max_versions).await {
+        Ok(prepared) => prepared,
+        Err(error) => return Ok(Err(error)),
+    };
+
+    let written = sqlx::query(WRITE_VERSION)
+        .bind(path.as_str())
+        .bind(prepared.now_nanos)
+        .bind(prepared.now_nanos)
+        .bind(prepared.version_column)
+        .bind(path.as_str())
+        .bind(path.as_str())
+        .bind(prepared.version_column)
+        .bind(prepared.now_nanos)
+        .bind(prepared.deletion_nanos)
+        .bind(new.created_by.as_str())
+        .bind(i64::from(prepared.key_id))
+        .bind(prepared.ciphertext)
+        .bind(path.as_str())
+        .bind(prepared.prune_up_to)
+        .execute(&mut *tx)
+        .await;
+    if let Err(error) = written {
+        // Some statements may have run: undo them, or give up on the transaction.
+        sqlx::query("ROLLBACK TO put_version; RELEASE put_version;")
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_error)?;
+        return Ok(Err(backend_error(error)));
+    }
+
+    Ok(Ok(VersionMeta {
+        version: prepared.version,
+        created_time: prepared.now,
+        deletion_time: prepared.deletion_time,
+        destroyed: false,
+        stage: Stage::Current,
+        created_by: new.created_by,
+        grace_deadline: None,
+    }))
+}
+
+/// What [`put_in`] writes, worked out before the first change.
+struct PreparedPut {
+    now: OffsetDateTime,
+    now_nanos: i64,
+    version: u64,
+    version_column: i64,
+    deletion_time: Option<OffsetDateTime>,
+    deletion_nanos: Option<i64>,
+    key_id: u32,
+    ciphertext: Vec<u8>,
+    /// Highest version number to prune, 0 to prune none.
+    prune_up_to: i64,
+}
+
+/// Reads the secret's settings, checks the write against them and encrypts the data. Changes
+/// nothing.
+async fn prepare_put(
+    tx: &mut SqliteConnection,
+    keyring: &Keyring,
+    path: &SecretPath,
+    new: &NewVersion,
+    default_max_versions: u32,
+) -> Result<PreparedPut, StoreError> {
     let now = OffsetDateTime::now_utc();
     let now_nanos = time_to_nanos(now)?;
 
-    let existing = write_settings(&mut tx, path).await?;
-    let exists = existing.is_some();
-    let settings = existing.unwrap_or_default();
+    let row = sqlx::query(READ_WRITE_SETTINGS)
+        .bind(path.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend_error)?;
+    let (settings, visible) = match &row {
+        Some(row) => {
+            let visible: Option<i64> = row.try_get("visible").map_err(backend_error)?;
+            let visible = visible.map(|v| from_column(v, "version")).transpose()?;
+            (settings_from_row(row)?, visible.unwrap_or(0))
+        }
+        None => (WriteSettings::default(), 0),
+    };
     // Check-and-set compares with the version unversioned reads return, so that a pending
     // rotation does not make every client's `cas` stale.
-    let visible = newest_visible_version(&mut tx, path).await?.unwrap_or(0);
     check_cas(settings.cas_required, visible, new.cas)?;
 
     let version = settings
@@ -160,86 +270,30 @@ pub(super) async fn put(
     };
     let deletion_nanos = deletion_time.map(time_to_nanos).transpose()?;
 
-    if exists {
-        sqlx::query("UPDATE secrets SET current_version = ?, updated_time = ? WHERE path = ?")
-            .bind(version_column)
-            .bind(now_nanos)
-            .bind(path.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend_error)?;
-    } else {
-        sqlx::query(
-            "INSERT INTO secrets (path, created_time, updated_time, current_version)
-             VALUES (?, ?, ?, ?)",
-        )
-        .bind(path.as_str())
-        .bind(now_nanos)
-        .bind(now_nanos)
-        .bind(version_column)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend_error)?;
-    }
-
-    sqlx::query(
-        "UPDATE secret_versions SET stage = 'previous' WHERE path = ? AND stage = 'current'",
-    )
-    .bind(path.as_str())
-    .execute(&mut *tx)
-    .await
-    .map_err(backend_error)?;
-
-    // Taken inside the write transaction: a rotation swapped in before this point is used,
-    // and a rewrap batch, which also writes, cannot run between this and the commit.
-    let keyring = store.keyring();
     let aad = secret_aad(path, version);
     let ciphertext = keyring.encrypt(new.data.expose_json(), &aad)?;
     let key_id = Keyring::key_id_of(&ciphertext)?;
-
-    sqlx::query(
-        "INSERT INTO secret_versions
-            (path, version, created_time, deletion_time, destroyed, stage, created_by, key_id,
-             ciphertext)
-         VALUES (?, ?, ?, ?, 0, 'current', ?, ?, ?)",
-    )
-    .bind(path.as_str())
-    .bind(version_column)
-    .bind(now_nanos)
-    .bind(deletion_nanos)
-    .bind(new.created_by.as_str())
-    .bind(i64::from(key_id))
-    .bind(ciphertext)
-    .execute(&mut *tx)
-    .await
-    .map_err(backend_error)?;
 
     let keep = match settings.max_versions {
         0 => default_max_versions,
         own => own,
     };
-    if let Some(last) = prune_up_to(version, keep) {
-        // A pending version belongs to a rotation in progress and is never pruned.
-        sqlx::query(
-            "DELETE FROM secret_versions WHERE path = ? AND version <= ? AND stage != 'pending'",
-        )
-        .bind(path.as_str())
-        .bind(to_column(last, "version")?)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend_error)?;
-    }
+    // A pending version belongs to a rotation in progress and is never pruned.
+    let prune_up_to = match prune_up_to(version, keep) {
+        Some(last) => to_column(last, "version")?,
+        None => 0,
+    };
 
-    tx.commit().await.map_err(backend_error)?;
-
-    Ok(VersionMeta {
+    Ok(PreparedPut {
+        now,
+        now_nanos,
         version,
-        created_time: now,
+        version_column,
         deletion_time,
-        destroyed: false,
-        stage: Stage::Current,
-        created_by: new.created_by,
-        grace_deadline: None,
+        deletion_nanos,
+        key_id,
+        ciphertext,
+        prune_up_to,
     })
 }
 
@@ -252,8 +306,9 @@ const READ_VERSION: &str = "SELECT s.custom_metadata, v.version, v.created_time,
     LEFT JOIN secret_versions AS v ON v.path = s.path AND v.version = ?
     WHERE s.path = ?";
 
-/// Like [`READ_VERSION`] for the version an unversioned read shows, the one
-/// `newest_visible_version` returns (keep the two in step).
+/// Like [`READ_VERSION`] for the version an unversioned read shows: the `current` one, else
+/// (after the current version was destroyed) the highest one that is not pending. Keep it in
+/// step with the `visible` column of [`READ_WRITE_SETTINGS`].
 const READ_VISIBLE_VERSION: &str = "SELECT s.custom_metadata, v.version, v.created_time,
         v.deletion_time, v.destroyed, v.stage, v.created_by, v.grace_deadline, v.ciphertext
     FROM secrets AS s
@@ -368,23 +423,6 @@ fn read_cached(
         custom_metadata: row.custom_metadata.clone(),
         data,
     })
-}
-
-/// Returns the version an unversioned read shows: the `current` one, else (after the current
-/// version was destroyed) the highest one that is not pending.
-async fn newest_visible_version(
-    tx: &mut Transaction<'static, Sqlite>,
-    path: &SecretPath,
-) -> Result<Option<u64>, StoreError> {
-    let newest: Option<i64> = sqlx::query_scalar(
-        "SELECT version FROM secret_versions WHERE path = ? AND stage != 'pending'
-         ORDER BY stage = 'current' DESC, version DESC LIMIT 1",
-    )
-    .bind(path.as_str())
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(backend_error)?;
-    newest.map(|v| from_column(v, "version")).transpose()
 }
 
 /// Decrypts with the keyring taken after the read, falling back to the one taken before it.

@@ -2,6 +2,7 @@
 //! and of the Vault store against a real OpenBao server.
 
 mod at_rest;
+mod batch;
 mod common;
 mod listing;
 mod metadata;
