@@ -2,9 +2,12 @@
 //!
 //! Writes go through a pool of one connection, so they are serialised, and each runs in a
 //! `BEGIN IMMEDIATE` transaction with `synchronous = FULL`: a write that returned `Ok` survives
-//! a crash or power loss, and one that returned `Err` changed nothing. Reads use a separate pool
-//! of `query_only` connections, which WAL lets run alongside the writer. sqlx runs each
-//! connection on its own thread, so no call blocks the async runtime.
+//! a crash or power loss, and one that returned `Err` changed nothing. New versions, the write
+//! clients repeat, are committed in groups (see `batch`), with the same guarantee for each.
+//! Reads use a separate pool of `query_only` connections, which WAL lets run alongside the
+//! writer, and unversioned reads are served from an in-memory cache of ciphertext rows when it
+//! has the secret (see `cache`). sqlx runs each connection on its own thread, so no call blocks
+//! the async runtime.
 //!
 //! Secret data is stored only as ciphertext from the [`Keyring`], bound to its path and version
 //! by [`secret_aad`](crate::secret_aad). The database also contains hashed tokens and policies in
