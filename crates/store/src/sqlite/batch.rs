@@ -45,7 +45,14 @@ pub(super) fn spawn(writer: SqlitePool, keyring: KeyringHandle) -> mpsc::Sender<
     tokio::spawn(async move {
         let mut jobs = Vec::with_capacity(MAX_BATCH);
         while receiver.recv_many(&mut jobs, MAX_BATCH).await > 0 {
-            commit_batch(&writer, &keyring, std::mem::take(&mut jobs)).await;
+            // Each batch in a task of its own: a panic fails that batch's writes (their reply
+            // senders are dropped), not every later write.
+            let batch = std::mem::take(&mut jobs);
+            let (writer, keyring) = (writer.clone(), keyring.clone());
+            let run = tokio::spawn(async move { commit_batch(&writer, &keyring, batch).await });
+            if let Err(error) = run.await {
+                tracing::error!(%error, "a batch of secret writes failed");
+            }
         }
     });
     sender
