@@ -43,8 +43,9 @@ const LATENCY_BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-/// Interval at which histogram samples are folded into their buckets between scrapes.
-const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+/// Interval at which histogram samples are folded into their buckets between scrapes. Until
+/// then each request's sample is kept: 8 bytes, which at 25,000 requests/s is 200 KB a second.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Content type of the Prometheus text exposition format.
 pub(crate) const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

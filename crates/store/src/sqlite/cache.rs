@@ -8,15 +8,19 @@
 //!
 //! Every store call that changes a secret runs under a [`ChangeGuard`], which drops that
 //! secret's row when the change ends (all rows for calls that touch many, such as rewrapping).
-//! A read that loads a row from SQLite stores it only if no change ran at any time since the
-//! read began, so a slow read never puts back a row older than a change it raced with. Writes
-//! by other processes to the same file are not seen, and this backend does not support them.
+//! A read that loads a row from SQLite stores it only if no change that may touch that secret
+//! ran at any time since the read began. So a slow read never puts back a row older than a
+//! change it raced with. Changes are counted per stripe of paths, so writes to other secrets
+//! rarely keep a row out. Writes by other processes to the same file are not seen, and this
+//! backend does not support them.
 //!
 //! It holds at most [`MAX_ENTRIES`] rows, and a row with a ciphertext larger than
 //! [`MAX_CIPHERTEXT_BYTES`] is never cached. When full, it empties itself instead of tracking
 //! use, because the next reads refill it at the cost of one SQL read each.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use sqlx::SqlitePool;
@@ -39,20 +43,52 @@ pub(super) struct CachedRow {
     pub(super) ciphertext: Option<Vec<u8>>,
 }
 
+/// Number of stripes that changes to single secrets are counted in. Secrets that share a
+/// stripe only cost each other a cached row now and then, never a stale one.
+const STRIPES: usize = 64;
+
 /// The cache of one store.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct ReadCache {
     inner: Mutex<Inner>,
+    /// Picks a path's stripe, with a per-process key so paths cannot be chosen to collide.
+    hasher: RandomState,
 }
 
-#[derive(Debug, Default)]
+impl Default for ReadCache {
+    fn default() -> Self {
+        ReadCache {
+            inner: Mutex::new(Inner {
+                everything: Counter::default(),
+                stripes: vec![Counter::default(); STRIPES],
+                rows: HashMap::new(),
+            }),
+            hasher: RandomState::new(),
+        }
+    }
+}
+
+#[derive(Debug)]
 struct Inner {
-    /// Number of changes begun or ended so far. A read compares it before and after loading a
-    /// row.
-    generation: u64,
-    /// Changes that have begun and not ended. No row is stored while one runs.
-    changes_in_flight: u64,
+    /// Changes that may touch any secret (rewrapping, a change whose end is unknown).
+    everything: Counter,
+    /// Changes to single secrets, counted in the stripe of their path.
+    stripes: Vec<Counter>,
     rows: HashMap<String, Arc<CachedRow>>,
+}
+
+/// Changes begun or ended so far, and those still running, in one scope.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Counter {
+    generation: u64,
+    in_flight: u64,
+}
+
+/// The counters a read saw before it loaded a row, for [`ReadCache::insert`].
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Snapshot {
+    everything: u64,
+    stripe: u64,
 }
 
 impl ReadCache {
@@ -61,13 +97,19 @@ impl ReadCache {
         self.lock().rows.get(path.as_str()).cloned()
     }
 
-    /// Returns the generation to pass to [`ReadCache::insert`]. Take it before reading.
-    pub(super) fn generation(&self) -> u64 {
-        self.lock().generation
+    /// Returns what [`ReadCache::insert`] compares with. Take it before reading `path`.
+    pub(super) fn snapshot(&self, path: &SecretPath) -> Snapshot {
+        let stripe = self.stripe(path.as_str());
+        let inner = self.lock();
+        Snapshot {
+            everything: inner.everything.generation,
+            stripe: inner.stripes[stripe].generation,
+        }
     }
 
-    /// Caches `row` for `path` unless a change was committed after `generation` was taken.
-    pub(super) fn insert(&self, path: &SecretPath, generation: u64, row: CachedRow) {
+    /// Caches `row` for `path` unless a change that may touch it began or ended after
+    /// `snapshot` was taken, or is still running.
+    pub(super) fn insert(&self, path: &SecretPath, snapshot: Snapshot, row: CachedRow) {
         let too_large = row
             .ciphertext
             .as_ref()
@@ -76,8 +118,17 @@ impl ReadCache {
             return;
         }
 
+        let stripe = self.stripe(path.as_str());
         let mut inner = self.lock();
-        if inner.generation != generation || inner.changes_in_flight > 0 {
+        let unchanged = Counter {
+            generation: snapshot.everything,
+            in_flight: 0,
+        } == inner.everything
+            && Counter {
+                generation: snapshot.stripe,
+                in_flight: 0,
+            } == inner.stripes[stripe];
+        if !unchanged {
             return;
         }
         if inner.rows.len() >= MAX_ENTRIES && !inner.rows.contains_key(path.as_str()) {
@@ -86,10 +137,35 @@ impl ReadCache {
         inner.rows.insert(path.as_str().to_owned(), Arc::new(row));
     }
 
-    /// Drops the row of `path`, or every row when `path` is `None`.
+    /// Drops the row of `path`, or every row when `path` is `None`, and fails the inserts of
+    /// the reads running now.
     pub(super) fn invalidate(&self, path: Option<&str>) {
+        self.count(path, 0);
+    }
+
+    fn begin_change(&self, path: Option<&str>) {
+        self.count(path, 1);
+    }
+
+    fn end_change(&self, path: Option<&str>) {
+        self.count(path, -1);
+    }
+
+    /// Bumps the generation of `path`'s scope, moves its running changes by `delta` and drops
+    /// the rows it covers.
+    fn count(&self, path: Option<&str>, delta: i8) {
+        let stripe = path.map(|path| self.stripe(path));
         let mut inner = self.lock();
-        inner.generation += 1;
+        let counter = match stripe {
+            Some(stripe) => &mut inner.stripes[stripe],
+            None => &mut inner.everything,
+        };
+        counter.generation += 1;
+        match delta {
+            1 => counter.in_flight += 1,
+            -1 => counter.in_flight -= 1,
+            _ => {}
+        }
         match path {
             Some(path) => {
                 inner.rows.remove(path);
@@ -98,17 +174,9 @@ impl ReadCache {
         }
     }
 
-    fn begin_change(&self) {
-        let mut inner = self.lock();
-        inner.generation += 1;
-        inner.changes_in_flight += 1;
-    }
-
-    fn end_change(&self, path: Option<&str>) {
-        let mut inner = self.lock();
-        inner.changes_in_flight -= 1;
-        drop(inner);
-        self.invalidate(path);
+    fn stripe(&self, path: &str) -> usize {
+        // The modulo keeps the value below STRIPES, so the cast loses nothing.
+        (self.hasher.hash_one(path) % STRIPES as u64) as usize
     }
 
     #[cfg(test)]
@@ -144,7 +212,7 @@ impl ChangeGuard {
         writer: &SqlitePool,
         path: Option<&SecretPath>,
     ) -> ChangeGuard {
-        cache.begin_change();
+        cache.begin_change(path.map(SecretPath::as_str));
         ChangeGuard {
             cache: Arc::clone(cache),
             writer: writer.clone(),
@@ -165,7 +233,10 @@ impl Drop for ChangeGuard {
         if self.finished {
             return;
         }
-        self.cache.invalidate(None);
+
+        // From here the change counts as one to every secret until the writer is free.
+        self.cache.begin_change(None);
+        self.cache.end_change(self.path.as_deref());
 
         // Without a runtime the change never ends, which leaves the cache closed to new rows:
         // slower, never stale.
@@ -215,11 +286,17 @@ mod tests {
         SecretPath::parse(text).expect("test path is valid")
     }
 
+    /// Loads `name` the way a read does, with nothing in between.
+    fn fill(cache: &ReadCache, name: &str, ciphertext_len: usize) {
+        let snapshot = cache.snapshot(&path(name));
+        cache.insert(&path(name), snapshot, row(1, ciphertext_len));
+    }
+
     #[test]
     fn inserted_row_is_returned() {
         let cache = ReadCache::default();
-        let generation = cache.generation();
-        cache.insert(&path("app/db"), generation, row(3, 10));
+        let snapshot = cache.snapshot(&path("app/db"));
+        cache.insert(&path("app/db"), snapshot, row(3, 10));
 
         let found = cache.get(&path("app/db")).expect("row is cached");
 
@@ -230,10 +307,22 @@ mod tests {
     #[test]
     fn read_that_raced_a_change_is_not_cached() {
         let cache = ReadCache::default();
-        let generation = cache.generation();
+        let snapshot = cache.snapshot(&path("app/db"));
 
-        cache.invalidate(Some("app/other"));
-        cache.insert(&path("app/db"), generation, row(1, 10));
+        cache.begin_change(Some("app/db"));
+        cache.end_change(Some("app/db"));
+        cache.insert(&path("app/db"), snapshot, row(1, 10));
+
+        assert!(cache.get(&path("app/db")).is_none());
+    }
+
+    #[test]
+    fn change_to_everything_fails_every_racing_read() {
+        let cache = ReadCache::default();
+        let snapshot = cache.snapshot(&path("app/db"));
+
+        cache.invalidate(None);
+        cache.insert(&path("app/db"), snapshot, row(1, 10));
 
         assert!(cache.get(&path("app/db")).is_none());
     }
@@ -241,8 +330,8 @@ mod tests {
     #[test]
     fn invalidate_drops_only_that_path() {
         let cache = ReadCache::default();
-        cache.insert(&path("app/a"), cache.generation(), row(1, 10));
-        cache.insert(&path("app/b"), cache.generation(), row(1, 10));
+        fill(&cache, "app/a", 10);
+        fill(&cache, "app/b", 10);
 
         cache.invalidate(Some("app/a"));
 
@@ -253,8 +342,8 @@ mod tests {
     #[test]
     fn invalidate_all_drops_every_path() {
         let cache = ReadCache::default();
-        cache.insert(&path("app/a"), cache.generation(), row(1, 10));
-        cache.insert(&path("app/b"), cache.generation(), row(1, 10));
+        fill(&cache, "app/a", 10);
+        fill(&cache, "app/b", 10);
 
         cache.invalidate(None);
 
@@ -262,15 +351,43 @@ mod tests {
     }
 
     #[test]
-    fn nothing_is_cached_while_a_change_runs() {
+    fn changing_secret_is_not_cached() {
         let cache = ReadCache::default();
-        cache.begin_change();
+        cache.begin_change(Some("app/db"));
 
-        cache.insert(&path("app/db"), cache.generation(), row(1, 10));
+        fill(&cache, "app/db", 10);
         assert!(cache.get(&path("app/db")).is_none());
 
         cache.end_change(Some("app/db"));
-        cache.insert(&path("app/db"), cache.generation(), row(1, 10));
+        fill(&cache, "app/db", 10);
+        assert!(cache.get(&path("app/db")).is_some());
+    }
+
+    #[test]
+    fn other_secrets_are_cached_while_one_changes() {
+        let cache = ReadCache::default();
+        let stripe = cache.stripe("app/db");
+        let other = (0..1000)
+            .map(|index| format!("app/other-{index}"))
+            .find(|name| cache.stripe(name) != stripe)
+            .expect("some path falls in another stripe");
+        cache.begin_change(Some("app/db"));
+
+        fill(&cache, &other, 10);
+
+        assert!(cache.get(&path(&other)).is_some());
+    }
+
+    #[test]
+    fn nothing_is_cached_while_everything_changes() {
+        let cache = ReadCache::default();
+        cache.begin_change(None);
+
+        fill(&cache, "app/db", 10);
+        assert!(cache.get(&path("app/db")).is_none());
+
+        cache.end_change(None);
+        fill(&cache, "app/db", 10);
         assert!(cache.get(&path("app/db")).is_some());
     }
 
@@ -288,24 +405,20 @@ mod tests {
         let busy = writer.acquire().await.expect("writer connection");
         drop(guard);
         tokio::time::sleep(pause).await;
-        cache.insert(&path("app/db"), cache.generation(), row(1, 10));
-        assert!(cache.get(&path("app/db")).is_none());
+        fill(&cache, "app/other", 10);
+        assert!(cache.get(&path("app/other")).is_none());
 
         drop(busy);
         tokio::time::sleep(pause).await;
-        cache.insert(&path("app/db"), cache.generation(), row(1, 10));
-        assert!(cache.get(&path("app/db")).is_some());
+        fill(&cache, "app/other", 10);
+        assert!(cache.get(&path("app/other")).is_some());
     }
 
     #[test]
     fn large_ciphertext_is_not_cached() {
         let cache = ReadCache::default();
 
-        cache.insert(
-            &path("app/big"),
-            cache.generation(),
-            row(1, MAX_CIPHERTEXT_BYTES + 1),
-        );
+        fill(&cache, "app/big", MAX_CIPHERTEXT_BYTES + 1);
 
         assert!(cache.get(&path("app/big")).is_none());
     }
@@ -314,15 +427,11 @@ mod tests {
     fn full_cache_empties_before_a_new_path() {
         let cache = ReadCache::default();
         for index in 0..MAX_ENTRIES {
-            cache.insert(
-                &path(&format!("app/{index}")),
-                cache.generation(),
-                row(1, 1),
-            );
+            fill(&cache, &format!("app/{index}"), 1);
         }
         assert_eq!(cache.len(), MAX_ENTRIES);
 
-        cache.insert(&path("app/new"), cache.generation(), row(1, 1));
+        fill(&cache, "app/new", 1);
 
         assert_eq!(cache.len(), 1);
         assert!(cache.get(&path("app/new")).is_some());

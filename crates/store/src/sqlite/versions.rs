@@ -342,7 +342,7 @@ pub(super) async fn get(
     {
         return read_cached(&store.keyring(), path, &row);
     }
-    let generation = store.cache.generation();
+    let snapshot = store.cache.snapshot(path);
 
     // One statement, so the secret row and the version row come from the same snapshot, in
     // one hand-off to the connection's thread instead of a transaction of several. An
@@ -391,7 +391,7 @@ pub(super) async fn get(
             custom_metadata: custom_metadata.clone(),
             ciphertext,
         };
-        store.cache.insert(path, generation, row);
+        store.cache.insert(path, snapshot, row);
     }
 
     Ok(VersionRead {
