@@ -60,8 +60,14 @@ pub(super) fn spawn(writer: SqlitePool, keyring: KeyringHandle) -> mpsc::Sender<
 
 /// Runs `jobs` in one transaction and sends each its result once the transaction ended.
 async fn commit_batch(writer: &SqlitePool, keyring: &KeyringHandle, jobs: Vec<PutJob>) {
-    let mut results = Vec::with_capacity(jobs.len());
+    let mut writes = Vec::with_capacity(jobs.len());
     let mut replies = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        writes.push((job.path, job.new, job.default_max_versions));
+        replies.push((job.change, job.reply));
+    }
+
+    let mut results = Vec::with_capacity(writes.len());
     let outcome = async {
         // `BEGIN IMMEDIATE` takes the write lock up front, so no statement below can fail
         // with SQLITE_BUSY half-way.
@@ -73,15 +79,7 @@ async fn commit_batch(writer: &SqlitePool, keyring: &KeyringHandle, jobs: Vec<Pu
         // Taken inside the write transaction: a key rotated in before this point is used,
         // and a rewrap batch, which also writes, cannot run before the commit.
         let keyring = keyring.load();
-        for job in jobs {
-            let PutJob {
-                path,
-                new,
-                default_max_versions,
-                change,
-                reply,
-            } = job;
-            replies.push((change, reply));
+        for (path, new, default_max_versions) in writes {
             results.push(put_in(&mut tx, &keyring, &path, new, default_max_versions).await?);
         }
 
@@ -90,7 +88,8 @@ async fn commit_batch(writer: &SqlitePool, keyring: &KeyringHandle, jobs: Vec<Pu
     .await;
 
     // A transaction that did not commit takes every write in it along, also those that
-    // succeeded inside it. A write that failed on its own keeps its own error.
+    // succeeded inside it, and those it did not reach. A write that failed on its own keeps
+    // its own error.
     let mut results = results.into_iter();
     for (change, reply) in replies {
         let result = match (results.next(), &outcome) {

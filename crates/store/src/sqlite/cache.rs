@@ -246,12 +246,12 @@ impl Drop for ChangeGuard {
         let cache = Arc::clone(&self.cache);
         let writer = self.writer.clone();
         runtime.spawn(async move {
-            // A closed pool runs no statement any more. Any other error is a timeout of the
-            // wait for the connection, which is still busy.
+            // A closed pool runs no statement any more. Any other error (the wait timed out,
+            // or a new connection failed) is retried after a pause.
             loop {
                 match writer.acquire().await {
                     Ok(_) | Err(sqlx::Error::PoolClosed) => break,
-                    Err(_) => continue,
+                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
                 }
             }
             cache.end_change(None);

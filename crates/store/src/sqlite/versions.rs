@@ -189,11 +189,17 @@ pub(super) async fn put_in(
         .await;
     if let Err(error) = written {
         // Some statements may have run: undo them, or give up on the transaction.
-        sqlx::query("ROLLBACK TO put_version; RELEASE put_version;")
+        let error = backend_error(error);
+        let undone = sqlx::query("ROLLBACK TO put_version; RELEASE put_version;")
             .execute(&mut *tx)
-            .await
-            .map_err(backend_error)?;
-        return Ok(Err(backend_error(error)));
+            .await;
+        if let Err(rollback) = undone {
+            return Err(StoreError::Backend(format!(
+                "{error}; rolling the write back failed too: {}",
+                backend_error(rollback)
+            )));
+        }
+        return Ok(Err(error));
     }
 
     Ok(Ok(VersionMeta {
@@ -478,15 +484,17 @@ async fn target_versions(
         targets.dedup();
         return Ok(targets);
     }
-    let current: Option<i64> = sqlx::query("SELECT current_version FROM secrets WHERE path = ?")
-        .bind(path.as_str())
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(backend_error)?
-        .map(|row| row.try_get("current_version"))
-        .transpose()
-        .map_err(backend_error)?;
-    Ok(current.filter(|&v| v > 0).into_iter().collect())
+    // The version an unversioned read shows, so that a rotation's pending version is never
+    // the one deleted or destroyed in its place.
+    let visible: Option<i64> = sqlx::query_scalar(
+        "SELECT version FROM secret_versions WHERE path = ? AND stage != 'pending'
+         ORDER BY stage = 'current' DESC, version DESC LIMIT 1",
+    )
+    .bind(path.as_str())
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(backend_error)?;
+    Ok(visible.into_iter().collect())
 }
 
 /// The three version-state changes, each one UPDATE over all the versions it applies to.

@@ -77,3 +77,65 @@ async fn write_after_close_fails_cleanly() {
 
     assert!(matches!(error, StoreError::Backend(_)), "{error:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aborted_transaction_fails_each_write_clearly() {
+    let t = TestStore::new().await;
+
+    // RAISE(ROLLBACK) ends the whole transaction, so the write's own rollback fails too.
+    let mut raw = t.raw().await;
+    sqlx::query(
+        "CREATE TRIGGER poison BEFORE INSERT ON secret_versions
+         WHEN NEW.path = 'svc/poison'
+         BEGIN SELECT RAISE(ROLLBACK, 'poisoned write'); END",
+    )
+    .execute(&mut raw)
+    .await
+    .expect("trigger");
+    let store = Arc::new(t.store);
+
+    let mut tasks = Vec::new();
+    for index in 0..20 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let name = if index == 10 {
+                "svc/poison".to_owned()
+            } else {
+                format!("svc/ok-{index}")
+            };
+            let result = store.put(&path(&name), text("value"), KEEP_ALL).await;
+            (name, result)
+        }));
+    }
+
+    for task in tasks {
+        let (name, result) = task.await.expect("task joins");
+        match result {
+            Ok(_) => {
+                let read = store
+                    .get(&path(&name), None)
+                    .await
+                    .expect("acknowledged write");
+                assert_eq!(read_value(&read).as_deref(), Some("value"));
+            }
+            Err(error) => {
+                let message = error.to_string();
+                assert!(matches!(error, StoreError::Backend(_)), "{error:?}");
+                assert!(!message.contains("stopped"), "{name}: {message}");
+                if name == "svc/poison" {
+                    assert!(message.contains("poisoned write"), "{message}");
+                }
+            }
+        }
+    }
+    let poisoned = store.get(&path("svc/poison"), None).await;
+    assert!(
+        matches!(poisoned, Err(StoreError::NotFound)),
+        "{poisoned:?}"
+    );
+
+    store
+        .put(&path("svc/after"), text("later"), KEEP_ALL)
+        .await
+        .expect("the writer recovers");
+}

@@ -217,3 +217,27 @@ async fn cas_ignores_pending_version() {
         .expect("cas against the current version");
     assert_eq!(written.version, 3);
 }
+
+#[tokio::test]
+async fn empty_version_list_spares_pending_version() {
+    let t = TestStore::new().await;
+    let p = path("app/key");
+    t.store.put(&p, text("old"), KEEP_ALL).await.expect("put");
+    t.store
+        .write_pending(&p, text("new"))
+        .await
+        .expect("pending");
+
+    t.store.delete_versions(&p, &[]).await.expect("delete");
+
+    let current = t.store.get(&p, None).await.expect("get current");
+    assert_eq!(current.meta.version, 1);
+    assert!(current.data.is_none());
+    let pending = t.store.get(&p, Some(2)).await.expect("get pending");
+    assert_eq!(pending.meta.stage, Stage::Pending);
+    assert_eq!(read_value(&pending).as_deref(), Some("new"));
+
+    t.store.destroy_versions(&p, &[]).await.expect("destroy");
+    let pending = t.store.get(&p, Some(2)).await.expect("get pending");
+    assert!(!pending.meta.destroyed);
+}
