@@ -249,8 +249,8 @@ impl CertificateReloader {
         match load(&self.cert_path, &self.key_path, &self.client_auth) {
             Ok((config, chain)) => {
                 self.config.reload_from_config(config);
-                // Checked before the reload is logged, so that the reload line comes last and
-                // marks the end of the reload for whoever watches the log.
+                // Checked before the reload is logged, so the reload line comes last and marks
+                // the end of the reload in the log.
                 self.expiry.update(&self.cert_path, &chain);
                 tracing::info!(cert = %self.cert_path.display(), "TLS certificate reloaded");
                 Ok(())

@@ -14,7 +14,7 @@
 //! rarely keep a row out. Writes by other processes to the same file are not seen, and this
 //! backend does not support them.
 //!
-//! It holds at most [`MAX_ENTRIES`] rows, and a row with a ciphertext larger than
+//! It contains at most [`MAX_ENTRIES`] rows, and a row with a ciphertext larger than
 //! [`MAX_CIPHERTEXT_BYTES`] is never cached. When full, it empties itself instead of tracking
 //! use, because the next reads refill it at the cost of one SQL read each.
 

@@ -160,7 +160,7 @@ impl SqliteStore {
     }
 
     /// Runs `operation`, a change to the secret at `path` (to any secret when `None`), and
-    /// drops what the read cache holds of it. Dropping the returned future early is safe: the
+    /// drops the read cache's rows of it. Dropping the returned future early is safe: the
     /// cache then stays closed to new rows until the writer connection has finished the change.
     async fn change<T>(
         &self,

@@ -132,10 +132,11 @@ const READ_WRITE_SETTINGS: &str = "SELECT s.current_version, s.max_versions, s.c
          ORDER BY stage = 'current' DESC, version DESC LIMIT 1) AS visible
     FROM secrets AS s WHERE s.path = ?";
 
-/// Every statement of a new version, sent in one call inside a savepoint. The parameters are:
-/// path, time, time, version (the `secrets` row); path (demoting the current version); path,
-/// version, time, deletion time, created by, key id, ciphertext (the new row); path and the
-/// highest version to prune, 0 to prune none.
+/// Every statement of a new version, sent in one call inside a savepoint.
+///
+/// Parameters, in order: path, time, time and version for the `secrets` row. Then path, to
+/// demote the current version. Then path, version, time, deletion time, created by, key id and
+/// ciphertext for the new row. Last, path and the highest version to prune (0 prunes none).
 ///
 /// Only anonymous `?` parameters: sqlx numbers them across the statements of one call, while
 /// numbered ones (`?NNN`) past a statement's own count would be left unbound.
@@ -213,7 +214,7 @@ pub(super) async fn put_in(
     }))
 }
 
-/// What [`put_in`] writes, worked out before the first change.
+/// The values [`put_in`] writes, worked out before the first change.
 struct PreparedPut {
     now: OffsetDateTime,
     now_nanos: i64,
