@@ -35,7 +35,7 @@ usage: $(basename "$0") [--quick] [--out FILE] [--rounds N] [--duration SECONDS]
   --rounds N       rounds of A B C loads, or starts per server (default: $ROUNDS)
   --duration S     seconds per wrk load (default: $DURATION)
   --bao-storage    OpenBao's storage: raft (on disk, fsynced; default) or inmem
-  --no-build       use the release binaries already in the target dir instead of building
+  --no-build       use the dist binaries already in the target dir instead of building
 EOF
 }
 
@@ -108,15 +108,16 @@ ensure_tools() {
     [[ -x "$BAO_BIN" ]] || die "the OpenBao binary is missing at $BAO_BIN"
 }
 
-# Builds Keyward and the ceiling server with the release profile the tests use.
+# Builds Keyward and the ceiling server with the `dist` profile: the shipping binary, which
+# the end-to-end tests run too.
 build_binaries() {
     if [[ "$BUILD" == true ]]; then
-        log "building keyward and keyward-bench-ceiling (release)"
-        (cd "$REPO_ROOT" && cargo build --release --locked -p keyward -p keyward-bench-ceiling)
+        log "building keyward and keyward-bench-ceiling (dist profile)"
+        (cd "$REPO_ROOT" && cargo build --profile dist --locked -p keyward -p keyward-bench-ceiling)
     fi
     local target=${CARGO_TARGET_DIR:-$REPO_ROOT/target}
-    KEYWARD_BIN="$target/release/keyward"
-    CEILING_BIN="$target/release/keyward-bench-ceiling"
+    KEYWARD_BIN="$target/dist/keyward"
+    CEILING_BIN="$target/dist/keyward-bench-ceiling"
     [[ -x "$KEYWARD_BIN" && -x "$CEILING_BIN" ]] ||
         die "missing $KEYWARD_BIN or $CEILING_BIN: run without --no-build"
 }

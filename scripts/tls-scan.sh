@@ -7,8 +7,8 @@
 #   - HSTS is sent with a max-age of at least 180 days, includeSubDomains and preload;
 #   - the certificate chain validates against the dev server's CA (given with --add-ca).
 #
-# It builds the release binary first (`cargo build --release --locked -p keyward`, the build
-# the test suite shares), prints a short summary and leaves testssl's JSON in
+# It builds the shipping binary first (`cargo build --profile dist --locked -p keyward`, the
+# build the end-to-end tests and the benchmarks share), prints a short summary and leaves testssl's JSON in
 # target/tls-scan/testssl.json.
 #
 # Needs: testssl.sh (Debian package `testssl.sh`, command `testssl`), python3, curl.
@@ -24,8 +24,8 @@ if [[ -z "$testssl_bin" ]]; then
     exit 1
 fi
 
-log "building keyward (release)"
-cargo build --release --locked -p keyward
+log "building keyward (dist profile)"
+cargo build --profile dist --locked -p keyward
 
 out=target/tls-scan
 mkdir -p "$out"
@@ -44,7 +44,7 @@ trap cleanup EXIT
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 log "starting keyward server --dev on 127.0.0.1:$port"
 # The dev server makes its temporary data dir, with the CA, under TMPDIR.
-TMPDIR="$work" target/release/keyward server --dev --listen "127.0.0.1:$port" \
+TMPDIR="$work" "${CARGO_TARGET_DIR:-target}/dist/keyward" server --dev --listen "127.0.0.1:$port" \
     >"$work/server.stdout" 2>"$work/server.stderr" &
 server_pid=$!
 

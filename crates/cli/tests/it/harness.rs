@@ -21,8 +21,26 @@ mod http;
 
 pub use http::{CurlResponse, Http, Response, curl, send};
 
-/// The `keyward` binary built for these tests.
-pub const KEYWARD: &str = env!("CARGO_BIN_EXE_keyward");
+/// Environment variable naming the `keyward` binary to test instead of the one Cargo built
+/// for these tests. `scripts/test.sh` sets it to the `dist` build, the binary that ships and
+/// that the benchmarks measure.
+pub const BINARY_VAR: &str = "KEYWARD_TEST_BIN";
+
+/// The `keyward` binary under test.
+pub fn keyward_binary() -> PathBuf {
+    match std::env::var_os(BINARY_VAR) {
+        Some(path) if !path.is_empty() => {
+            let path = PathBuf::from(path);
+            assert!(
+                path.is_file(),
+                "{BINARY_VAR} names {}, which is not a file",
+                path.display()
+            );
+            path
+        }
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_keyward")),
+    }
+}
 
 /// Name of the environment variable that carries the passphrase to `init` and `server`.
 pub const PASSPHRASE_VAR: &str = "KEYWARD_TEST_PASSPHRASE";
@@ -205,7 +223,7 @@ fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus>
 /// Builds a `keyward` command that inherits none of the CLI's variables from the test
 /// environment.
 pub fn keyward(args: &[&str]) -> Command {
-    let mut command = Command::new(KEYWARD);
+    let mut command = Command::new(keyward_binary());
     command.args(args);
     for var in KEYWARD_VARS {
         command.env_remove(var);
