@@ -166,9 +166,9 @@ fn build_router(
 /// The acceptor of every connection: TCP_NODELAY on the socket, then the TLS handshake with
 /// the certificate the reloader holds, within `handshake_timeout`, failures counted.
 ///
-/// Without TCP_NODELAY, the first answer on a new connection waited for the client's delayed
-/// ACK of the session tickets written just before it: about 40 ms for one request in two of
-/// a client that connects anew each time, such as curl or the CLI.
+/// Without TCP_NODELAY, the first response on a new connection waited for the client's delayed
+/// ACK of the session tickets written just before it. That added about 40 ms to one request
+/// in two of a client that connects anew each time, such as curl or the CLI.
 fn tls_acceptor(
     reloader: &CertificateReloader,
     handshake_timeout: std::time::Duration,

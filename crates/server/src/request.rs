@@ -105,8 +105,9 @@ pub(crate) async fn request_context(mut request: Request, next: Next) -> Respons
 }
 
 /// Returns the peer IP address of the TCP connection, with IPv4-mapped IPv6 addresses unmapped.
-/// A random (version 4) UUID for a request. `Uuid::new_v4` asks the kernel for its 16 bytes
-/// on every call; the thread's generator, seeded from the kernel, spares that system call.
+/// Returns a random (version 4) UUID for a request. `Uuid::new_v4` reads its 16 bytes from the
+/// kernel on every call. The thread's generator, seeded from the kernel, avoids that system
+/// call.
 fn new_request_id() -> String {
     let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
     let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];

@@ -26,7 +26,7 @@ pub use http::{CurlResponse, Http, Response, curl, send};
 /// that the benchmarks measure.
 pub const BINARY_VAR: &str = "KEYWARD_TEST_BIN";
 
-/// The `keyward` binary under test.
+/// Returns the path of the `keyward` binary under test.
 pub fn keyward_binary() -> PathBuf {
     match std::env::var_os(BINARY_VAR) {
         Some(path) if !path.is_empty() => {
