@@ -21,6 +21,9 @@ if [[ -x "$snapshot_tool" || -f "$snapshot_tool" ]]; then
     trap 'rm -rf "$work"' EXIT
     db=$(bash "$snapshot_tool" "$work/db")
     sed "s|^db-path = .*|db-path = \"$db\"|" deny.toml > "$work/deny.toml"
+    # Offline, cargo-deny reads every crate of the lock file from Cargo's cache, those of
+    # other platforms too, which a build on this one does not download.
+    cargo fetch --locked
     echo "==> cargo deny (offline, advisory snapshot of $(cut -d' ' -f2 ../shared/advisory-db/SNAPSHOT))"
     cargo deny --offline --config "$work/deny.toml" check
 else
