@@ -126,7 +126,10 @@ cargo test --release --locked -p keyward-crypto --all-features
 export KEYWARD_TEST_ARTIFACTS="$work/artifacts"
 log "building the shipping keyward binary (dist profile) for the end-to-end tests"
 cargo build --profile dist --locked -p keyward
-export KEYWARD_TEST_BIN="${CARGO_TARGET_DIR:-$PWD/target}/dist/keyward"
+# Absolute, because the tests run in their crate's directory and CARGO_TARGET_DIR may be
+# relative to this one.
+KEYWARD_TEST_BIN=$(realpath "${CARGO_TARGET_DIR:-target}/dist/keyward")
+export KEYWARD_TEST_BIN
 log "running the tests"
 cargo test --release --locked --workspace
 

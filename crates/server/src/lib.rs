@@ -163,8 +163,8 @@ fn build_router(
         .with_state(state)
 }
 
-/// The acceptor of every connection: TCP_NODELAY on the socket, then the TLS handshake with
-/// the certificate the reloader holds, within `handshake_timeout`, failures counted.
+/// Builds the acceptor of every connection. It sets TCP_NODELAY on the socket, then runs the
+/// TLS handshake with the reloader's certificate within `handshake_timeout` and counts failures.
 ///
 /// Without TCP_NODELAY, the first response on a new connection waited for the client's delayed
 /// ACK of the session tickets written just before it. That added about 40 ms to one request

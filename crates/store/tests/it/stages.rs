@@ -1,9 +1,18 @@
 //! Rotation stages: pending versions, promotion with a grace deadline, discard and revoke.
 
-use keyward_store::{SecretStore, Stage, StoreError};
+use keyward_store::{SecretPath, SecretStore, Stage, StoreError};
 use time::{Duration, OffsetDateTime};
 
 use crate::common::{KEEP_ALL, TestStore, path, read_value, text};
+
+/// Writes `current` as version 1 of `p`, then `pending` as its pending version 2.
+async fn put_with_pending(t: &TestStore, p: &SecretPath, current: &str, pending: &str) {
+    t.store.put(p, text(current), KEEP_ALL).await.expect("put");
+    t.store
+        .write_pending(p, text(pending))
+        .await
+        .expect("pending");
+}
 
 #[tokio::test]
 async fn pending_version_is_hidden_from_unversioned_reads() {
@@ -62,11 +71,7 @@ async fn second_pending_version_is_rejected() {
 async fn promote_swaps_current_and_sets_deadline() {
     let t = TestStore::new().await;
     let p = path("app/key");
-    t.store.put(&p, text("old"), KEEP_ALL).await.expect("put");
-    t.store
-        .write_pending(&p, text("new"))
-        .await
-        .expect("pending");
+    put_with_pending(&t, &p, "old", "new").await;
     let deadline = OffsetDateTime::now_utc() + Duration::hours(1);
 
     let replaced = t
@@ -98,11 +103,7 @@ async fn promote_swaps_current_and_sets_deadline() {
 async fn previous_past_deadline_is_unreadable() {
     let t = TestStore::new().await;
     let p = path("app/key");
-    t.store.put(&p, text("old"), KEEP_ALL).await.expect("put");
-    t.store
-        .write_pending(&p, text("new"))
-        .await
-        .expect("pending");
+    put_with_pending(&t, &p, "old", "new").await;
     let past = OffsetDateTime::now_utc() - Duration::seconds(1);
     t.store.promote_pending(&p, 2, past).await.expect("promote");
 
@@ -114,11 +115,7 @@ async fn previous_past_deadline_is_unreadable() {
 async fn discard_erases_pending_version() {
     let t = TestStore::new().await;
     let p = path("app/key");
-    t.store.put(&p, text("old"), KEEP_ALL).await.expect("put");
-    t.store
-        .write_pending(&p, text("new"))
-        .await
-        .expect("pending");
+    put_with_pending(&t, &p, "old", "new").await;
 
     t.store.discard_pending(&p, 2).await.expect("discard");
     t.store.discard_pending(&p, 2).await.expect("discard again");
@@ -145,11 +142,7 @@ async fn discard_erases_pending_version() {
 async fn revoked_version_has_no_data() {
     let t = TestStore::new().await;
     let p = path("app/key");
-    t.store.put(&p, text("old"), KEEP_ALL).await.expect("put");
-    t.store
-        .write_pending(&p, text("new"))
-        .await
-        .expect("pending");
+    put_with_pending(&t, &p, "old", "new").await;
     let deadline = OffsetDateTime::now_utc() + Duration::hours(1);
     t.store
         .promote_pending(&p, 2, deadline)
@@ -200,11 +193,7 @@ async fn pruning_keeps_pending_version() {
 async fn cas_ignores_pending_version() {
     let t = TestStore::new().await;
     let p = path("app/key");
-    t.store.put(&p, text("one"), KEEP_ALL).await.expect("put");
-    t.store
-        .write_pending(&p, text("pending"))
-        .await
-        .expect("pending");
+    put_with_pending(&t, &p, "one", "pending").await;
 
     let written = t
         .store
@@ -222,11 +211,7 @@ async fn cas_ignores_pending_version() {
 async fn empty_version_list_spares_pending_version() {
     let t = TestStore::new().await;
     let p = path("app/key");
-    t.store.put(&p, text("old"), KEEP_ALL).await.expect("put");
-    t.store
-        .write_pending(&p, text("new"))
-        .await
-        .expect("pending");
+    put_with_pending(&t, &p, "old", "new").await;
 
     t.store.delete_versions(&p, &[]).await.expect("delete");
 
